@@ -1,0 +1,20 @@
+"""numpyro-langevin: Langevin MCMC with exact position-dependent preconditioning for NumPyro.
+
+``Langevin`` is a drop-in ``numpyro.infer.MCMC`` kernel; :mod:`numpyro_langevin.core` is the
+functional core it is built on (pure ``init``/``step`` functions on flat positions).
+"""
+
+from numpyro_langevin import core, mobility
+from numpyro_langevin.core import LangevinInfo, LangevinState
+from numpyro_langevin.kernel import Langevin, LangevinMCMCState
+
+__all__ = [
+    "Langevin",
+    "LangevinMCMCState",
+    "LangevinState",
+    "LangevinInfo",
+    "core",
+    "mobility",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,232 @@
+r"""The functional core: one Langevin step with a position-dependent mobility.
+
+Target :math:`q(x) \propto \exp(-E(x)/T)` on :math:`\mathbb{R}^d`. With a mobility :math:`K(x)`
+(see :mod:`numpyro_langevin.mobility`) the overdamped Langevin diffusion
+
+.. math::
+
+    dx = b(x)\,dt + \sqrt{2T}\,K(x)^{1/2}\,dW, \qquad b(x) = T\,\nabla\cdot K(x) - K(x)\nabla E(x)
+
+leaves :math:`q` invariant. One Euler–Maruyama step of size :math:`h` proposes
+
+.. math::
+
+    x' = x + h\,b(x) + \sqrt{2Th}\,F(x)\,\xi, \qquad F F^\top = K,\ \xi \sim N(0, I),
+
+that is :math:`x' \sim N(x + h\,b(x),\, 2Th\,K(x))`, with log density
+
+.. math::
+
+    \log p(x' \mid x) = -\frac{|F(x)^{-1}(x' - x - h\,b(x))|^2}{4Th} - \tfrac12\log\det K(x) + c.
+
+With the Metropolis–Hastings correction the proposal is accepted with probability
+:math:`\min(1, \alpha)`,
+:math:`\log\alpha = -(E(x') - E(x))/T + \log p(x \mid x') - \log p(x' \mid x)`, which makes the chain
+exact for any :math:`h` (MALA; Roberts & Tweedie 1996, Girolami & Calderhead 2011 for a
+position-dependent :math:`K`, Xifara et al. 2014 for the divergence term). Without it every finite
+proposal is accepted (the unadjusted chain, ULA) and :math:`\alpha` is still reported, as a measure
+of the discretisation error.
+
+Positions are flat arrays of shape ``(d,)``. Everything the next step needs at the current point —
+:math:`E`, :math:`\nabla E`, the factorised mobility with its divergence and the drift — is
+cached in :class:`LangevinState`, so one step costs one gradient and one mobility evaluation, both at
+the proposal. A proposal whose energy, gradient, mobility factor or acceptance ratio is not
+finite (NaN, overflow, a :math:`K` that is not positive definite) is rejected and flagged
+``diverging``; the chain never holds a NaN.
+
+All functions are pure and work under ``jit`` and ``vmap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from numpyro_langevin import mobility as mob
+from numpyro_langevin.mobility import Mobility, MobilityFn
+
+Array = jax.Array
+PotentialFn = Callable[[Array], Array]
+
+__all__ = [
+    "LangevinState",
+    "LangevinInfo",
+    "init",
+    "step",
+    "set_mobility",
+    "drift",
+    "proposal_log_density",
+]
+
+
+class LangevinState(NamedTuple):
+    """Everything a step needs at the current point :math:`x`.
+
+    Attributes
+    ----------
+    position
+        :math:`x`, shape ``(d,)``.
+    potential_energy
+        :math:`E(x)`.
+    potential_grad
+        :math:`\\nabla E(x)`.
+    mobility
+        :math:`K(x)` with its factor, log-determinant and divergence (:class:`Mobility`).
+    drift
+        :math:`b(x) = T\\nabla\\cdot K(x) - K(x)\\nabla E(x)`.
+    """
+
+    position: Array
+    potential_energy: Array
+    potential_grad: Array
+    mobility: Mobility
+    drift: Array
+
+
+class LangevinInfo(NamedTuple):
+    """What happened in one step.
+
+    Attributes
+    ----------
+    accept_prob
+        :math:`\\min(1, \\alpha)` of the proposal (0 when it was not finite). For the unadjusted
+        chain it is the acceptance the adjusted chain would have had.
+    is_accepted
+        Whether the chain moved to the proposal.
+    diverging
+        The proposal was not finite (NaN or infinite energy, gradient, drift or ratio, or a
+        mobility that is not positive definite) and was rejected.
+    proposal
+        The proposed state, accepted or not.
+    """
+
+    accept_prob: Array
+    is_accepted: Array
+    diverging: Array
+    proposal: LangevinState
+
+
+def drift(mobility: Mobility, potential_grad: Array, temperature: float) -> Array:
+    """:math:`b = T\\nabla\\cdot K - K\\nabla E` (the divergence term is skipped for constants)."""
+    b = -mob.apply(mobility, potential_grad)
+    if mobility.divergence is not None:
+        b = b + temperature * mobility.divergence
+    return b
+
+
+def _state_at(
+    position: Array, potential_fn: PotentialFn, mobility_fn: MobilityFn, temperature: float
+) -> LangevinState:
+    energy, grad = jax.value_and_grad(potential_fn)(position)
+    m = mobility_fn(position)
+    return LangevinState(position, energy, grad, m, drift(m, grad, temperature))
+
+
+def init(
+    position: Array, potential_fn: PotentialFn, mobility_fn: MobilityFn, temperature: float = 1.0
+) -> LangevinState:
+    """Build the state at ``position``: one gradient and one mobility evaluation.
+
+    Parameters
+    ----------
+    position
+        Flat position, shape ``(d,)``, floating point.
+    potential_fn
+        :math:`E`: flat position to scalar.
+    mobility_fn
+        Flat position to :class:`~numpyro_langevin.mobility.Mobility`, e.g. from
+        :func:`numpyro_langevin.mobility.constant` or
+        :func:`numpyro_langevin.mobility.position_dependent`.
+    temperature
+        :math:`T > 0`.
+    """
+    return _state_at(jnp.asarray(position), potential_fn, mobility_fn, temperature)
+
+
+def set_mobility(state: LangevinState, mobility: Mobility, temperature: float) -> LangevinState:
+    """Replace the cached mobility (e.g. after warmup adapted it) and recompute the drift.
+
+    No potential or gradient evaluation: the gradient is cached.
+    """
+    return state._replace(
+        mobility=mobility, drift=drift(mobility, state.potential_grad, temperature)
+    )
+
+
+def proposal_log_density(
+    to: Array, origin: LangevinState, step_size: Array, temperature: float
+) -> Array:
+    """:math:`\\log p(\\text{to} \\mid \\text{origin})` up to a constant shared by both directions.
+
+    The Gaussian :math:`N(x + h\\,b(x), 2Th\\,K(x))` at ``origin``, including its
+    :math:`-\\tfrac12\\log\\det K(x)` term.
+    """
+    residual = to - origin.position - step_size * origin.drift
+    white = mob.whiten(origin.mobility, residual)
+    return -jnp.sum(white**2) / (4.0 * temperature * step_size) - 0.5 * origin.mobility.log_det
+
+
+def _is_finite(state: LangevinState) -> Array:
+    leaves = (state.potential_energy, state.potential_grad, state.drift, state.mobility.log_det)
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def step(
+    rng_key: Array,
+    state: LangevinState,
+    potential_fn: PotentialFn,
+    mobility_fn: MobilityFn,
+    step_size: Array,
+    temperature: float = 1.0,
+    metropolis: bool = True,
+) -> tuple[LangevinState, LangevinInfo]:
+    """One Langevin step from ``state``.
+
+    Parameters
+    ----------
+    rng_key
+        PRNG key; split into one key for the noise :math:`\\xi` and one for the accept test.
+    state
+        Current :class:`LangevinState`.
+    potential_fn, mobility_fn, temperature
+        As in :func:`init`; the same ones that built ``state``.
+    step_size
+        :math:`h > 0`.
+    metropolis
+        Accept with the Metropolis–Hastings ratio (MALA) when true; accept every finite proposal
+        (ULA) when false.
+
+    Returns
+    -------
+    (LangevinState, LangevinInfo)
+        The next state and what happened.
+    """
+    x = state.position
+    step_size = jnp.asarray(step_size, dtype=x.dtype)
+    key_noise, key_accept = jax.random.split(rng_key)
+    xi = jax.random.normal(key_noise, x.shape, dtype=x.dtype)
+    noise_scale = jnp.sqrt(2.0 * temperature * step_size)
+    proposed = _state_at(
+        x + step_size * state.drift + noise_scale * mob.color(state.mobility, xi),
+        potential_fn,
+        mobility_fn,
+        temperature,
+    )
+
+    # log p(x'|x): the residual is sqrt(2Th) F xi, so its whitened norm is |xi|^2 / 2.
+    forward = -0.5 * jnp.sum(xi**2) - 0.5 * state.mobility.log_det
+    backward = proposal_log_density(x, proposed, step_size, temperature)
+    log_ratio = -(proposed.potential_energy - state.potential_energy) / temperature
+    log_ratio = log_ratio + backward - forward
+
+    finite = _is_finite(proposed) & ~jnp.isnan(log_ratio)
+    accept_prob = jnp.where(finite, jnp.clip(jnp.exp(log_ratio), max=1.0), 0.0)
+    if metropolis:
+        is_accepted = finite & (jax.random.uniform(key_accept, dtype=x.dtype) < accept_prob)
+    else:
+        is_accepted = finite
+    new_state = jax.tree.map(lambda new, old: jnp.where(is_accepted, new, old), proposed, state)
+    return new_state, LangevinInfo(accept_prob, is_accepted, ~finite, proposed)

@@ -1,0 +1,393 @@
+r"""The NumPyro adapter: :class:`Langevin`, a drop-in ``MCMCKernel``.
+
+A thin layer over :mod:`numpyro_langevin.core`: it builds the potential from the model (NumPyro's
+potential energy :math:`E`, i.e. :math:`-\log p` on the unconstrained space), flattens the
+position, adapts the step size (and a constant mobility) with NumPyro's own warmup adapter, and
+exposes the fields ``MCMC`` and ArviZ read. The potential is rebuilt from ``model_args`` on every
+step, never bound at ``init``, so a second ``run`` on new data samples the new posterior.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax, random
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.hmc_util import HMCAdaptState, warmup_adapter
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.mcmc import MCMCKernel
+from numpyro.infer.util import ParamInfo, initialize_model
+from numpyro.util import identity, is_prng_key
+
+from numpyro_langevin import checks, core
+from numpyro_langevin import mobility as mob
+
+__all__ = ["Langevin", "LangevinMCMCState", "DENSE_AUTO_MAX_DIM"]
+
+#: With ``dense_mobility=None``, an adapted mobility is dense up to this many dimensions.
+DENSE_AUTO_MAX_DIM = 50
+
+
+class LangevinMCMCState(NamedTuple):
+    """State of :class:`Langevin` inside ``numpyro.infer.MCMC``.
+
+    Attributes
+    ----------
+    i
+        Iteration counter (it keeps counting after warmup; adaptation runs while ``i < num_warmup``).
+    z
+        Current position: the unconstrained sites as the potential takes them.
+    potential_energy
+        :math:`E(z)` (ArviZ reports ``lp = -potential_energy``).
+    accept_prob
+        :math:`\\min(1, \\alpha)` of the last proposal (ArviZ ``acceptance_rate``).
+    mean_accept_prob
+        Running mean of ``accept_prob``, restarted when warmup ends.
+    diverging
+        The last proposal was not finite and was rejected.
+    adapt_state
+        NumPyro's ``HMCAdaptState``: ``step_size`` and, for a constant mobility, the mobility as
+        ``inverse_mass_matrix`` with its square roots.
+    core
+        The flat :class:`~numpyro_langevin.core.LangevinState` (cached gradient, mobility, drift).
+    rng_key
+        PRNG key of the chain.
+    """
+
+    i: jax.Array
+    z: Any
+    potential_energy: jax.Array
+    accept_prob: jax.Array
+    mean_accept_prob: jax.Array
+    diverging: jax.Array
+    adapt_state: HMCAdaptState
+    core: core.LangevinState
+    rng_key: jax.Array
+
+
+class Langevin(MCMCKernel):
+    r"""Metropolis-adjusted (or unadjusted) Langevin with a position-dependent mobility.
+
+    Samples :math:`q(x) \propto \exp(-E(x)/T)` with proposals
+    :math:`x' \sim N\big(x + h[T\nabla\cdot K(x) - K(x)\nabla E(x)],\ 2Th\,K(x)\big)`, accepted with
+    the exact Metropolis–Hastings ratio (both proposal densities, their
+    :math:`\log\det K` terms included) when ``metropolis=True``. See :mod:`numpyro_langevin.core`.
+
+    Parameters
+    ----------
+    model
+        A NumPyro model. Exactly one of ``model`` and ``potential_fn``.
+    potential_fn
+        :math:`E` on the position (array or pytree); then pass ``init_params`` to ``MCMC.run``.
+    step_size
+        Initial step size :math:`h` (the final one when ``adapt_step_size=False``).
+    mobility
+        ``None``: a constant mobility adapted in warmup to the posterior covariance estimate
+        (windowed Welford, as NUTS adapts its mass matrix). An array: a constant mobility, ``(d,)``
+        diagonal or ``(d, d)`` dense over the flattened unconstrained position (the order of
+        ``jax.flatten_util.ravel_pytree``). A callable: a position-dependent mobility; it takes
+        the position as the potential takes it and returns ``(d,)`` or ``(d, d)``; its
+        divergence is taken by forward-mode autodiff. Warmup then adapts the step size only.
+    temperature
+        :math:`T > 0`; ``1`` samples the posterior.
+    metropolis
+        Metropolis–Hastings correction (MALA) when true; unadjusted chain (ULA) when false.
+    adapt_step_size
+        Dual averaging of :math:`h` to ``target_accept_prob`` during warmup.
+    adapt_mobility
+        Adapt a constant mobility (``mobility=None``) during warmup; when false it stays the identity.
+    dense_mobility
+        Dense (``True``) or diagonal (``False``) adapted mobility; ``None`` chooses dense up to
+        ``DENSE_AUTO_MAX_DIM`` dimensions, where it pays for itself on correlated posteriors.
+    target_accept_prob
+        Target of the step-size adaptation; 0.574 is optimal for MALA (Roberts & Rosenthal 1998).
+    init_strategy
+        NumPyro initialisation strategy (models only).
+    """
+
+    sample_field = "z"
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: Callable | None = None,
+        *,
+        step_size: float = 1.0,
+        mobility: jax.Array | Callable | None = None,
+        temperature: float = 1.0,
+        metropolis: bool = True,
+        adapt_step_size: bool = True,
+        adapt_mobility: bool = True,
+        dense_mobility: bool | None = None,
+        target_accept_prob: float = 0.574,
+        init_strategy: Callable = init_to_uniform,
+    ) -> None:
+        if (model is None) == (potential_fn is None):
+            raise ValueError(
+                "Pass exactly one of `model` (a NumPyro model) and `potential_fn` (a function "
+                "of the position returning the potential energy, with init_params given to "
+                "MCMC.run)."
+            )
+        for name, fn in (("model", model), ("potential_fn", potential_fn)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"`{name}` must be callable, got {type(fn).__name__}.")
+        self._model = model
+        self._potential_fn = potential_fn
+        self._step_size = checks.positive_scalar(
+            "step_size", step_size, "It is the initial Langevin step h (try 1.0 with adaptation)."
+        )
+        self._temperature = checks.positive_scalar(
+            "temperature", temperature, "T = 1 samples the posterior; T > 1 flattens it."
+        )
+        if mobility is not None and not callable(mobility):
+            if jnp.ndim(mobility) not in (1, 2):
+                raise ValueError(
+                    "`mobility` must be None, a (d,) or (d, d) array, or a callable; got an "
+                    f"array of shape {jnp.shape(mobility)}."
+                )
+        if dense_mobility not in (None, True, False):
+            raise TypeError(
+                f"`dense_mobility` must be None, True or False, got {dense_mobility!r}."
+            )
+        self._mobility = mobility
+        self._metropolis = bool(metropolis)
+        self._adapt_step_size = bool(adapt_step_size)
+        self._adapt_mobility = bool(adapt_mobility)
+        self._dense_mobility = dense_mobility
+        self._target_accept_prob = checks.probability("target_accept_prob", target_accept_prob)
+        self._init_strategy = init_strategy
+        self._reset()
+
+    def _reset(self) -> None:
+        # Closures rebuilt by `init` (none depends on traced values or data).
+        self._sample_fn = None
+        self._wa_update = None
+        self._potential_fn_gen = None
+        self._postprocess_fn_gen = None
+        self._unravel = None
+        self._mobility_kind = None
+        self._num_warmup = 0
+        self._batched = False
+
+    # ------------------------------------------------------------------ NumPyro API
+
+    @property
+    def model(self) -> Callable | None:
+        """The NumPyro model, or ``None`` for a kernel built from ``potential_fn``."""
+        return self._model
+
+    @property
+    def default_fields(self) -> tuple[str, ...]:
+        """Fields collected by ``MCMC`` so ArviZ gets ``diverging``, ``lp``,
+        ``acceptance_rate`` and ``step_size`` without ``extra_fields``."""
+        return ("z", "diverging", "potential_energy", "accept_prob", "adapt_state.step_size")
+
+    def get_diagnostics_str(self, state: LangevinMCMCState) -> str:
+        """Progress-bar text: step size and mean acceptance probability."""
+        return (
+            f"step size {float(state.adapt_state.step_size):.2e}. "
+            f"acc. prob={float(state.mean_accept_prob):.2f}"
+        )
+
+    def postprocess_fn(self, model_args, model_kwargs) -> Callable:
+        """Map an unconstrained ``z`` to constrained sites plus deterministic sites."""
+        if self._postprocess_fn_gen is None:
+            return identity
+        return self._postprocess_fn_gen(*model_args, **(model_kwargs or {}))
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        """Initial state (a batch of states when ``rng_key`` is a batch of keys)."""
+        model_args = tuple(model_args or ())
+        model_kwargs = dict(model_kwargs or {})
+        self._num_warmup = int(num_warmup)
+        self._batched = not is_prng_key(rng_key)
+        keys = (
+            jax.vmap(random.split, (0, None))(rng_key, 3)
+            if self._batched
+            else random.split(rng_key, 3)
+        )
+        key_chain, key_model, key_adapt = (
+            keys[:, j] if self._batched else keys[j] for j in range(3)
+        )
+
+        if isinstance(init_params, ParamInfo):
+            init_params = init_params.z
+        if self._model is not None:
+            checks.continuous_latents(self._model, key_model, model_args, model_kwargs)
+            info = initialize_model(
+                key_model,
+                self._model,
+                init_strategy=self._init_strategy,
+                dynamic_args=True,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+            )
+            self._potential_fn_gen = info.potential_fn
+            self._postprocess_fn_gen = info.postprocess_fn
+            if init_params is None:
+                init_params = info.param_info.z
+        elif init_params is None:
+            raise ValueError(
+                "A kernel built from `potential_fn` needs a starting point: pass `init_params` "
+                "to MCMC.run (with a leading axis of size num_chains when num_chains > 1)."
+            )
+
+        first = jax.tree.map(lambda x: x[0], init_params) if self._batched else init_params
+        flat, self._unravel = ravel_pytree(first)
+        flat = jnp.asarray(flat, dtype=jnp.result_type(float))
+        self._setup_mobility(flat)
+        self._wa_init, self._wa_update = warmup_adapter(
+            max(self._num_warmup, 1),
+            adapt_step_size=self._adapt_step_size,
+            adapt_mass_matrix=self._mobility_kind == "adapt",
+            dense_mass=self._dense,
+            target_accept_prob=self._target_accept_prob,
+        )
+        potential = self._flat_potential(model_args, model_kwargs)
+        state = (
+            jax.vmap(self._init_one, in_axes=(0, 0, 0, None)) if self._batched else self._init_one
+        )(key_chain, key_adapt, init_params, potential)
+        checks.finite_start(state.potential_energy, state.core.potential_grad)
+        self._sample_fn = self._sample_one
+        return state
+
+    def sample(self, state: LangevinMCMCState, model_args, model_kwargs) -> LangevinMCMCState:
+        """One Langevin step of every chain in ``state``."""
+        if self._batched:
+            return jax.vmap(self._sample_one, in_axes=(0, None, None))(
+                state, model_args, model_kwargs
+            )
+        return self._sample_one(state, model_args, model_kwargs)
+
+    def refresh(self, state: LangevinMCMCState, model_args, model_kwargs) -> LangevinMCMCState:
+        """Recompute the cached energy, gradient, mobility and drift for new model arguments."""
+        potential = self._flat_potential(model_args, model_kwargs)
+
+        def one(s):
+            c = core.init(
+                s.core.position, potential, self._mobility_fn(s.adapt_state), self._temperature
+            )
+            return s._replace(core=c, potential_energy=c.potential_energy)
+
+        return jax.vmap(one)(state) if jnp.ndim(state.i) == 1 else one(state)
+
+    def wrap_model(self, wrapper: Callable) -> Langevin:
+        """A copy bound to ``wrapper(model)``; it rebuilds its closures on ``init``."""
+        if self._model is None:
+            raise ValueError("`wrap_model` needs a kernel built from a model.")
+        new = copy.copy(self)
+        new._model = wrapper(self._model)
+        new._reset()
+        return new
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in ("_sample_fn", "_wa_update", "_wa_init", "_unravel"):
+            state[name] = None
+        return state
+
+    # ------------------------------------------------------------------ internals
+
+    def _setup_mobility(self, flat: jax.Array) -> None:
+        d = flat.shape[0]
+        if callable(self._mobility):
+            self._mobility_kind = "callable"
+            self._dense = False  # the adapter's mass matrix is unused: keep it small
+            checks.mobility_shape(self._user_mobility, flat)
+            checks.mobility_values(self._user_mobility, flat)
+        elif self._mobility is not None:
+            self._mobility_kind = "constant"
+            self._constant = checks.constant_mobility(self._mobility, d)
+            self._dense = self._constant.ndim == 2
+        else:
+            self._mobility_kind = "adapt" if self._adapt_mobility else "identity"
+            dense = self._dense_mobility
+            self._dense = d <= DENSE_AUTO_MAX_DIM if dense is None else dense
+
+    def _user_mobility(self, flat: jax.Array) -> jax.Array:
+        return self._mobility(self._unravel(flat))
+
+    def _mobility_fn(self, adapt_state: HMCAdaptState) -> mob.MobilityFn:
+        if self._mobility_kind == "callable":
+            return mob.position_dependent(self._user_mobility)
+        m = mob.from_adapt_state(
+            adapt_state.inverse_mass_matrix,
+            adapt_state.mass_matrix_sqrt,
+            adapt_state.mass_matrix_sqrt_inv,
+        )
+        return lambda x: m
+
+    def _flat_potential(self, model_args, model_kwargs) -> Callable[[jax.Array], jax.Array]:
+        if self._potential_fn_gen is not None:
+            fn = self._potential_fn_gen(*model_args, **(model_kwargs or {}))
+        else:
+            fn = self._potential_fn
+        return lambda flat: fn(self._unravel(flat))
+
+    def _init_one(self, key_chain, key_adapt, params, potential) -> LangevinMCMCState:
+        flat = jnp.asarray(ravel_pytree(params)[0], dtype=jnp.result_type(float))
+        dtype = flat.dtype
+        step_size = jnp.asarray(self._step_size, dtype=dtype)
+        inverse_mass_matrix = self._constant if self._mobility_kind == "constant" else None
+        adapt_state = self._wa_init(
+            (flat,),
+            key_adapt,
+            step_size,
+            inverse_mass_matrix=inverse_mass_matrix,
+            mass_matrix_size=flat.shape[0],
+        )._replace(rng_key=None)
+        c = core.init(flat, potential, self._mobility_fn(adapt_state), self._temperature)
+        zero = jnp.zeros((), dtype=dtype)
+        return LangevinMCMCState(
+            jnp.zeros((), dtype=jnp.result_type(int)),
+            self._unravel(flat),
+            c.potential_energy,
+            zero,
+            zero,
+            jnp.zeros((), dtype=bool),
+            adapt_state,
+            c,
+            key_chain,
+        )
+
+    def _sample_one(self, state: LangevinMCMCState, model_args, model_kwargs):
+        potential = self._flat_potential(model_args, model_kwargs)
+        rng_key, key_step = random.split(state.rng_key)
+        c, info = core.step(
+            key_step,
+            state.core,
+            potential,
+            self._mobility_fn(state.adapt_state),
+            state.adapt_state.step_size,
+            self._temperature,
+            self._metropolis,
+        )
+        adapt_state, i, num_warmup = state.adapt_state, state.i, self._num_warmup
+        if num_warmup > 0 and (self._adapt_step_size or self._mobility_kind == "adapt"):
+
+            def adapt(args):
+                c, adapt_state = args
+                adapt_state = self._wa_update(i, info.accept_prob, (c.position,), adapt_state)
+                if self._mobility_kind == "adapt":
+                    new = self._mobility_fn(adapt_state)(c.position)
+                    c = core.set_mobility(c, new, self._temperature)
+                return c, adapt_state
+
+            c, adapt_state = lax.cond(i < num_warmup, adapt, lambda a: a, (c, adapt_state))
+        n = jnp.where(i < num_warmup, i + 1, i + 1 - num_warmup)
+        mean_accept_prob = state.mean_accept_prob + (info.accept_prob - state.mean_accept_prob) / n
+        return LangevinMCMCState(
+            i + 1,
+            self._unravel(c.position),
+            c.potential_energy,
+            info.accept_prob,
+            mean_accept_prob,
+            info.diverging,
+            adapt_state,
+            c,
+            rng_key,
+        )
