@@ -23,7 +23,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from numpyro_langevin import checks, core
+from numpyro_langevin import checks, core, warmup
 from numpyro_langevin import mobility as mob
 
 __all__ = ["Langevin", "LangevinMCMCState", "DENSE_AUTO_MAX_DIM"]
@@ -51,7 +51,10 @@ class LangevinMCMCState(NamedTuple):
         The last proposal was not finite and was rejected.
     adapt_state
         NumPyro's ``HMCAdaptState``: ``step_size`` and, for a constant mobility, the mobility as
-        ``inverse_mass_matrix`` with its square roots.
+        ``inverse_mass_matrix`` with its square roots (in scaled coordinates when adapted).
+    mobility_scale
+        Fixed per-coordinate scale :math:`s` of an adapted mobility, :math:`K = S\\Sigma S`
+        (see :mod:`numpyro_langevin.warmup`); ones otherwise.
     core
         The flat :class:`~numpyro_langevin.core.LangevinState` (cached gradient, mobility, drift).
     rng_key
@@ -65,6 +68,7 @@ class LangevinMCMCState(NamedTuple):
     mean_accept_prob: jax.Array
     diverging: jax.Array
     adapt_state: HMCAdaptState
+    mobility_scale: jax.Array
     core: core.LangevinState
     rng_key: jax.Array
 
@@ -269,7 +273,10 @@ class Langevin(MCMCKernel):
 
         def one(s):
             c = core.init(
-                s.core.position, potential, self._mobility_fn(s.adapt_state), self._temperature
+                s.core.position,
+                potential,
+                self._mobility_fn(s.adapt_state, s.mobility_scale),
+                self._temperature,
             )
             return s._replace(core=c, potential_energy=c.potential_energy)
 
@@ -311,7 +318,7 @@ class Langevin(MCMCKernel):
     def _user_mobility(self, flat: jax.Array) -> jax.Array:
         return self._mobility(self._unravel(flat))
 
-    def _mobility_fn(self, adapt_state: HMCAdaptState) -> mob.MobilityFn:
+    def _mobility_fn(self, adapt_state: HMCAdaptState, scale: jax.Array) -> mob.MobilityFn:
         if self._mobility_kind == "callable":
             return mob.position_dependent(self._user_mobility)
         m = mob.from_adapt_state(
@@ -319,6 +326,8 @@ class Langevin(MCMCKernel):
             adapt_state.mass_matrix_sqrt,
             adapt_state.mass_matrix_sqrt_inv,
         )
+        if self._mobility_kind == "adapt":
+            m = warmup.scaled(m, scale)
         return lambda x: m
 
     def _flat_potential(self, model_args, model_kwargs) -> Callable[[jax.Array], jax.Array]:
@@ -332,7 +341,10 @@ class Langevin(MCMCKernel):
         flat = jnp.asarray(ravel_pytree(params)[0], dtype=jnp.result_type(float))
         dtype = flat.dtype
         step_size = jnp.asarray(self._step_size, dtype=dtype)
+        scale = jnp.ones_like(flat)
         inverse_mass_matrix = self._constant if self._mobility_kind == "constant" else None
+        if self._mobility_kind == "adapt":
+            scale, inverse_mass_matrix = warmup.initial_scale(potential, flat, self._dense)
         adapt_state = self._wa_init(
             (flat,),
             key_adapt,
@@ -340,7 +352,7 @@ class Langevin(MCMCKernel):
             inverse_mass_matrix=inverse_mass_matrix,
             mass_matrix_size=flat.shape[0],
         )._replace(rng_key=None)
-        c = core.init(flat, potential, self._mobility_fn(adapt_state), self._temperature)
+        c = core.init(flat, potential, self._mobility_fn(adapt_state, scale), self._temperature)
         zero = jnp.zeros((), dtype=dtype)
         return LangevinMCMCState(
             jnp.zeros((), dtype=jnp.result_type(int)),
@@ -350,6 +362,7 @@ class Langevin(MCMCKernel):
             zero,
             jnp.zeros((), dtype=bool),
             adapt_state,
+            scale,
             c,
             key_chain,
         )
@@ -361,7 +374,7 @@ class Langevin(MCMCKernel):
             key_step,
             state.core,
             potential,
-            self._mobility_fn(state.adapt_state),
+            self._mobility_fn(state.adapt_state, state.mobility_scale),
             state.adapt_state.step_size,
             self._temperature,
             self._metropolis,
@@ -371,9 +384,10 @@ class Langevin(MCMCKernel):
 
             def adapt(args):
                 c, adapt_state = args
-                adapt_state = self._wa_update(i, info.accept_prob, (c.position,), adapt_state)
+                scaled_position = c.position / state.mobility_scale
+                adapt_state = self._wa_update(i, info.accept_prob, (scaled_position,), adapt_state)
                 if self._mobility_kind == "adapt":
-                    new = self._mobility_fn(adapt_state)(c.position)
+                    new = self._mobility_fn(adapt_state, state.mobility_scale)(c.position)
                     c = core.set_mobility(c, new, self._temperature)
                 return c, adapt_state
 
@@ -388,6 +402,7 @@ class Langevin(MCMCKernel):
             mean_accept_prob,
             info.diverging,
             adapt_state,
+            state.mobility_scale,
             c,
             rng_key,
         )
