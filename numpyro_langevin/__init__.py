@@ -7,10 +7,12 @@ functional core it is built on (pure ``init``/``step`` functions on flat positio
 from numpyro_langevin import core, mobility
 from numpyro_langevin.core import LangevinInfo, LangevinState
 from numpyro_langevin.kernel import Langevin, LangevinMCMCState
+from numpyro_langevin.recall_learn import RecallLearn
 
 __all__ = [
     "Langevin",
     "LangevinMCMCState",
+    "RecallLearn",
     "LangevinState",
     "LangevinInfo",
     "core",

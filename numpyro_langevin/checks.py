@@ -13,7 +13,7 @@ from numbers import Real
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.handlers import seed, trace
+from numpyro.handlers import seed, substitute, trace
 from numpyro.util import is_prng_key
 
 __all__ = [
@@ -130,10 +130,11 @@ def finite_start(energy, grad) -> None:
         )
 
 
-def continuous_latents(model, rng_key, model_args, model_kwargs) -> None:
+def continuous_latents(model, rng_key, model_args, model_kwargs, init_strategy) -> None:
     """Raise if the model has a latent (unobserved) discrete sample site."""
     key = rng_key if is_prng_key(rng_key) else rng_key[0]
-    tr = trace(seed(model, key)).get_trace(*model_args, **(model_kwargs or {}))
+    seeded = substitute(seed(model, key), substitute_fn=init_strategy)
+    tr = trace(seeded).get_trace(*model_args, **(model_kwargs or {}))
     for name, site in tr.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue

@@ -34,6 +34,14 @@ the proposal. A proposal whose energy, gradient, mobility factor or acceptance r
 finite (NaN, overflow, a :math:`K` that is not positive definite) is rejected and flagged
 ``diverging``; the chain never holds a NaN.
 
+A non-reversible part (:mod:`numpyro_langevin.nonreversible`): with an antisymmetric
+:math:`A(x)` the mobility is :math:`S + A`, the drift becomes
+:math:`T\nabla\cdot(S + A) - (S + A)\nabla E` and the noise still comes from the symmetric
+:math:`S = K` alone, so the proposal is :math:`N(x + h\,b(x), 2Th\,S(x))` and both proposal
+densities above stay exact (the adjusted chain is exact, and reversible again; the unadjusted chain
+keeps the non-reversible speed-up). Without it (``antisymmetric_fn=None``, the default) nothing is
+computed for it.
+
 All functions are pure and work under ``jit`` and ``vmap``.
 """
 
@@ -46,7 +54,9 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_langevin import mobility as mob
+from numpyro_langevin import nonreversible as nonrev
 from numpyro_langevin.mobility import Mobility, MobilityFn
+from numpyro_langevin.nonreversible import AntisymmetricFn
 
 Array = jax.Array
 PotentialFn = Callable[[Array], Array]
@@ -76,7 +86,11 @@ class LangevinState(NamedTuple):
     mobility
         :math:`K(x)` with its factor, log-determinant and divergence (:class:`Mobility`).
     drift
-        :math:`b(x) = T\\nabla\\cdot K(x) - K(x)\\nabla E(x)`.
+        :math:`b(x) = T\\nabla\\cdot K(x) - K(x)\\nabla E(x)`, plus
+        ``antisymmetric_drift`` when there is an antisymmetric part.
+    antisymmetric_drift
+        :math:`T\\nabla\\cdot A(x) - A(x)\\nabla E(x)`, or ``None`` without an antisymmetric
+        part.
     """
 
     position: Array
@@ -84,6 +98,7 @@ class LangevinState(NamedTuple):
     potential_grad: Array
     mobility: Mobility
     drift: Array
+    antisymmetric_drift: Array | None = None
 
 
 class LangevinInfo(NamedTuple):
@@ -118,15 +133,27 @@ def drift(mobility: Mobility, potential_grad: Array, temperature: float) -> Arra
 
 
 def _state_at(
-    position: Array, potential_fn: PotentialFn, mobility_fn: MobilityFn, temperature: float
+    position: Array,
+    potential_fn: PotentialFn,
+    mobility_fn: MobilityFn,
+    temperature: float,
+    antisymmetric_fn: AntisymmetricFn | None = None,
 ) -> LangevinState:
     energy, grad = jax.value_and_grad(potential_fn)(position)
     m = mobility_fn(position)
-    return LangevinState(position, energy, grad, m, drift(m, grad, temperature))
+    b = drift(m, grad, temperature)
+    if antisymmetric_fn is None:
+        return LangevinState(position, energy, grad, m, b)
+    b_anti = nonrev.drift(antisymmetric_fn(position), grad, temperature)
+    return LangevinState(position, energy, grad, m, b + b_anti, b_anti)
 
 
 def init(
-    position: Array, potential_fn: PotentialFn, mobility_fn: MobilityFn, temperature: float = 1.0
+    position: Array,
+    potential_fn: PotentialFn,
+    mobility_fn: MobilityFn,
+    temperature: float = 1.0,
+    antisymmetric_fn: AntisymmetricFn | None = None,
 ) -> LangevinState:
     """Build the state at ``position``: one gradient and one mobility evaluation.
 
@@ -142,18 +169,26 @@ def init(
         :func:`numpyro_langevin.mobility.position_dependent`.
     temperature
         :math:`T > 0`.
+    antisymmetric_fn
+        Optional non-reversible part: flat position to
+        :class:`~numpyro_langevin.nonreversible.Antisymmetric`, e.g. from
+        :func:`numpyro_langevin.nonreversible.constant`. ``None``: none (no work spent on it).
     """
-    return _state_at(jnp.asarray(position), potential_fn, mobility_fn, temperature)
+    return _state_at(
+        jnp.asarray(position), potential_fn, mobility_fn, temperature, antisymmetric_fn
+    )
 
 
 def set_mobility(state: LangevinState, mobility: Mobility, temperature: float) -> LangevinState:
     """Replace the cached mobility (e.g. after warmup adapted it) and recompute the drift.
 
-    No potential or gradient evaluation: the gradient is cached.
+    No potential or gradient evaluation: the gradient is cached (and so is the antisymmetric
+    part of the drift, which does not depend on the mobility).
     """
-    return state._replace(
-        mobility=mobility, drift=drift(mobility, state.potential_grad, temperature)
-    )
+    b = drift(mobility, state.potential_grad, temperature)
+    if state.antisymmetric_drift is not None:
+        b = b + state.antisymmetric_drift
+    return state._replace(mobility=mobility, drift=b)
 
 
 def proposal_log_density(
@@ -182,6 +217,7 @@ def step(
     step_size: Array,
     temperature: float = 1.0,
     metropolis: bool = True,
+    antisymmetric_fn: AntisymmetricFn | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One Langevin step from ``state``.
 
@@ -198,6 +234,8 @@ def step(
     metropolis
         Accept with the Metropolis–Hastings ratio (MALA) when true; accept every finite proposal
         (ULA) when false.
+    antisymmetric_fn
+        The non-reversible part that built ``state`` (``None`` for none), as in :func:`init`.
 
     Returns
     -------
@@ -214,6 +252,7 @@ def step(
         potential_fn,
         mobility_fn,
         temperature,
+        antisymmetric_fn,
     )
 
     # log p(x'|x): the residual is sqrt(2Th) F xi, so its whitened norm is |xi|^2 / 2.

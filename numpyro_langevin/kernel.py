@@ -17,14 +17,22 @@ import jax
 import jax.numpy as jnp
 from jax import lax, random
 from jax.flatten_util import ravel_pytree
-from numpyro.infer.hmc_util import HMCAdaptState, warmup_adapter
+from numpyro.infer.hmc_util import (
+    HMCAdaptState,
+    _initialize_mass_matrix,
+    build_adaptation_schedule,
+    dual_averaging,
+    warmup_adapter,
+)
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from numpyro_langevin import checks, core, warmup
+from numpyro_langevin import checks, core, fisher, warmup
 from numpyro_langevin import mobility as mob
+from numpyro_langevin import nonreversible as nonrev
+from numpyro_langevin.mobilities import MobilityField
 
 __all__ = ["Langevin", "LangevinMCMCState", "DENSE_AUTO_MAX_DIM"]
 
@@ -95,7 +103,11 @@ class Langevin(MCMCKernel):
         diagonal or ``(d, d)`` dense over the flattened unconstrained position (the order of
         ``jax.flatten_util.ravel_pytree``). A callable: a position-dependent mobility; it takes
         the position as the potential takes it and returns ``(d,)`` or ``(d, d)``; its
-        divergence is taken by forward-mode autodiff. Warmup then adapts the step size only.
+        divergence is taken by forward-mode autodiff. A built-in
+        :class:`~numpyro_langevin.mobilities.MobilityField` (e.g.
+        :class:`~numpyro_langevin.mobilities.SoftAbsHessian`): a mobility built from the
+        potential, bound to the potential of the current model arguments on every step. With a
+        callable or a built-in, warmup adapts the step size only.
     temperature
         :math:`T > 0`; ``1`` samples the posterior.
     metropolis
@@ -103,7 +115,20 @@ class Langevin(MCMCKernel):
     adapt_step_size
         Dual averaging of :math:`h` to ``target_accept_prob`` during warmup.
     adapt_mobility
-        Adapt a constant mobility (``mobility=None``) during warmup; when false it stays the identity.
+        How warmup adapts a constant mobility (``mobility=None``): ``True`` or ``"covariance"``,
+        the posterior covariance estimate (windowed Welford of the positions); ``"fisher"``, the
+        inverse Fisher matrix :math:`\mathbb E[\nabla E\nabla E^\top]^{-1}T^2`, the optimal
+        constant preconditioner for Langevin (Titsias 2023), estimated in the same windows from
+        the gradients (:mod:`numpyro_langevin.fisher`); ``False``, no adaptation (identity).
+    antisymmetric
+        Optional non-reversible part :math:`A`: ``None``, a constant antisymmetric ``(d, d)``
+        array, or a callable taking the position as the potential takes it and returning one
+        (its divergence by forward-mode autodiff). The drift becomes
+        :math:`T\nabla\cdot(K + A) - (K + A)\nabla E` and the noise still comes from
+        :math:`K` alone (:mod:`numpyro_langevin.nonreversible`). The adjusted chain stays exact
+        (it is reversible again); the unadjusted one keeps the non-reversible speed-up, at an
+        :math:`O(h)` bias. :func:`numpyro_langevin.nonreversible.optimal_constant` builds a
+        good constant :math:`A` from a covariance.
     dense_mobility
         Dense (``True``) or diagonal (``False``) adapted mobility; ``None`` chooses dense up to
         ``DENSE_AUTO_MAX_DIM`` dimensions, where it pays for itself on correlated posteriors.
@@ -125,8 +150,9 @@ class Langevin(MCMCKernel):
         temperature: float = 1.0,
         metropolis: bool = True,
         adapt_step_size: bool = True,
-        adapt_mobility: bool = True,
+        adapt_mobility: bool | str = True,
         dense_mobility: bool | None = None,
+        antisymmetric: jax.Array | Callable | None = None,
         target_accept_prob: float = 0.574,
         init_strategy: Callable = init_to_uniform,
     ) -> None:
@@ -147,7 +173,11 @@ class Langevin(MCMCKernel):
         self._temperature = checks.positive_scalar(
             "temperature", temperature, "T = 1 samples the posterior; T > 1 flattens it."
         )
-        if mobility is not None and not callable(mobility):
+        if (
+            mobility is not None
+            and not callable(mobility)
+            and not isinstance(mobility, MobilityField)
+        ):
             if jnp.ndim(mobility) not in (1, 2):
                 raise ValueError(
                     "`mobility` must be None, a (d,) or (d, d) array, or a callable; got an "
@@ -160,7 +190,21 @@ class Langevin(MCMCKernel):
         self._mobility = mobility
         self._metropolis = bool(metropolis)
         self._adapt_step_size = bool(adapt_step_size)
-        self._adapt_mobility = bool(adapt_mobility)
+        if adapt_mobility not in (True, False, "covariance", "fisher"):
+            raise ValueError(
+                "`adapt_mobility` must be True or 'covariance' (Welford estimate of the "
+                "posterior covariance), 'fisher' (inverse Fisher matrix from the gradients) or "
+                f"False; got {adapt_mobility!r}."
+            )
+        self._adapt_mobility = adapt_mobility is not False
+        self._adapt_fisher = adapt_mobility == "fisher"
+        if antisymmetric is not None and not callable(antisymmetric):
+            if jnp.ndim(antisymmetric) != 2:
+                raise ValueError(
+                    "`antisymmetric` must be None, a (d, d) antisymmetric array or a callable; "
+                    f"got an array of shape {jnp.shape(antisymmetric)}."
+                )
+        self._antisymmetric = antisymmetric
         self._dense_mobility = dense_mobility
         self._target_accept_prob = checks.probability("target_accept_prob", target_accept_prob)
         self._init_strategy = init_strategy
@@ -174,7 +218,9 @@ class Langevin(MCMCKernel):
         self._postprocess_fn_gen = None
         self._unravel = None
         self._mobility_kind = None
+        self._antisymmetric_fn = None
         self._num_warmup = 0
+        self._restart_steps: tuple[int, ...] = ()
         self._batched = False
 
     # ------------------------------------------------------------------ NumPyro API
@@ -221,7 +267,9 @@ class Langevin(MCMCKernel):
         if isinstance(init_params, ParamInfo):
             init_params = init_params.z
         if self._model is not None:
-            checks.continuous_latents(self._model, key_model, model_args, model_kwargs)
+            checks.continuous_latents(
+                self._model, key_model, model_args, model_kwargs, self._init_strategy
+            )
             info = initialize_model(
                 key_model,
                 self._model,
@@ -244,6 +292,7 @@ class Langevin(MCMCKernel):
         flat, self._unravel = ravel_pytree(first)
         flat = jnp.asarray(flat, dtype=jnp.result_type(float))
         self._setup_mobility(flat)
+        self._restart_steps = _restart_steps(self._num_warmup)
         self._wa_init, self._wa_update = warmup_adapter(
             max(self._num_warmup, 1),
             adapt_step_size=self._adapt_step_size,
@@ -262,9 +311,10 @@ class Langevin(MCMCKernel):
     def sample(self, state: LangevinMCMCState, model_args, model_kwargs) -> LangevinMCMCState:
         """One Langevin step of every chain in ``state``."""
         if self._batched:
-            return jax.vmap(self._sample_one, in_axes=(0, None, None))(
+            state, accept_prob = jax.vmap(self._move, in_axes=(0, None, None))(
                 state, model_args, model_kwargs
             )
+            return self._adaptation(state, accept_prob, model_args, model_kwargs, batched=True)
         return self._sample_one(state, model_args, model_kwargs)
 
     def refresh(self, state: LangevinMCMCState, model_args, model_kwargs) -> LangevinMCMCState:
@@ -275,8 +325,9 @@ class Langevin(MCMCKernel):
             c = core.init(
                 s.core.position,
                 potential,
-                self._mobility_fn(s.adapt_state, s.mobility_scale),
+                self._mobility_fn(s.adapt_state, s.mobility_scale, potential),
                 self._temperature,
+                self._antisymmetric_fn,
             )
             return s._replace(core=c, potential_energy=c.potential_energy)
 
@@ -293,7 +344,7 @@ class Langevin(MCMCKernel):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for name in ("_sample_fn", "_wa_update", "_wa_init", "_unravel"):
+        for name in ("_sample_fn", "_wa_update", "_wa_init", "_unravel", "_antisymmetric_fn"):
             state[name] = None
         return state
 
@@ -301,7 +352,11 @@ class Langevin(MCMCKernel):
 
     def _setup_mobility(self, flat: jax.Array) -> None:
         d = flat.shape[0]
-        if callable(self._mobility):
+        self._setup_antisymmetric(flat)
+        if isinstance(self._mobility, MobilityField):
+            self._mobility_kind = "field"
+            self._dense = False  # the adapter's mass matrix is unused: keep it small
+        elif callable(self._mobility):
             self._mobility_kind = "callable"
             self._dense = False  # the adapter's mass matrix is unused: keep it small
             checks.mobility_shape(self._user_mobility, flat)
@@ -315,13 +370,35 @@ class Langevin(MCMCKernel):
             dense = self._dense_mobility
             self._dense = d <= DENSE_AUTO_MAX_DIM if dense is None else dense
 
+    def _setup_antisymmetric(self, flat: jax.Array) -> None:
+        a = self._antisymmetric
+        if a is None:
+            self._antisymmetric_fn = None
+        elif callable(a):
+            nonrev.check_callable(self._user_antisymmetric, flat)
+            self._antisymmetric_fn = nonrev.position_dependent(self._user_antisymmetric)
+        else:
+            self._antisymmetric_fn = nonrev.constant(nonrev.check_matrix(a, flat.shape[0]))
+
+    def _user_antisymmetric(self, flat: jax.Array) -> jax.Array:
+        return self._antisymmetric(self._unravel(flat))
+
     def _user_mobility(self, flat: jax.Array) -> jax.Array:
         return self._mobility(self._unravel(flat))
 
-    def _mobility_fn(self, adapt_state: HMCAdaptState, scale: jax.Array) -> mob.MobilityFn:
+    def _mobility_fn(
+        self, adapt_state: HMCAdaptState, scale: jax.Array, potential: Callable | None = None
+    ) -> mob.MobilityFn:
         if self._mobility_kind == "callable":
             return mob.position_dependent(self._user_mobility)
-        m = mob.from_adapt_state(
+        if self._mobility_kind == "field":
+            return self._mobility.bind(potential)
+        from_adapt_state = (
+            fisher.from_adapt_state
+            if self._mobility_kind == "adapt" and self._adapt_fisher
+            else mob.from_adapt_state
+        )
+        m = from_adapt_state(
             adapt_state.inverse_mass_matrix,
             adapt_state.mass_matrix_sqrt,
             adapt_state.mass_matrix_sqrt_inv,
@@ -345,6 +422,8 @@ class Langevin(MCMCKernel):
         inverse_mass_matrix = self._constant if self._mobility_kind == "constant" else None
         if self._mobility_kind == "adapt":
             scale, inverse_mass_matrix = warmup.initial_scale(potential, flat, self._dense)
+            if self._adapt_fisher:
+                inverse_mass_matrix = fisher.initial_fisher(inverse_mass_matrix)
         adapt_state = self._wa_init(
             (flat,),
             key_adapt,
@@ -352,7 +431,13 @@ class Langevin(MCMCKernel):
             inverse_mass_matrix=inverse_mass_matrix,
             mass_matrix_size=flat.shape[0],
         )._replace(rng_key=None)
-        c = core.init(flat, potential, self._mobility_fn(adapt_state, scale), self._temperature)
+        c = core.init(
+            flat,
+            potential,
+            self._mobility_fn(adapt_state, scale, potential),
+            self._temperature,
+            self._antisymmetric_fn,
+        )
         zero = jnp.zeros((), dtype=dtype)
         return LangevinMCMCState(
             jnp.zeros((), dtype=jnp.result_type(int)),
@@ -368,41 +453,112 @@ class Langevin(MCMCKernel):
         )
 
     def _sample_one(self, state: LangevinMCMCState, model_args, model_kwargs):
+        state, accept_prob = self._move(state, model_args, model_kwargs)
+        return self._adaptation(state, accept_prob, model_args, model_kwargs)
+
+    def _move(self, state: LangevinMCMCState, model_args, model_kwargs):
+        """One step of one chain; the counter ``i`` is left for :meth:`_adaptation`."""
         potential = self._flat_potential(model_args, model_kwargs)
         rng_key, key_step = random.split(state.rng_key)
         c, info = core.step(
             key_step,
             state.core,
             potential,
-            self._mobility_fn(state.adapt_state, state.mobility_scale),
+            self._mobility_fn(state.adapt_state, state.mobility_scale, potential),
             state.adapt_state.step_size,
             self._temperature,
             self._metropolis,
+            self._antisymmetric_fn,
         )
-        adapt_state, i, num_warmup = state.adapt_state, state.i, self._num_warmup
-        if num_warmup > 0 and (self._adapt_step_size or self._mobility_kind == "adapt"):
-
-            def adapt(args):
-                c, adapt_state = args
-                scaled_position = c.position / state.mobility_scale
-                adapt_state = self._wa_update(i, info.accept_prob, (scaled_position,), adapt_state)
-                if self._mobility_kind == "adapt":
-                    new = self._mobility_fn(adapt_state, state.mobility_scale)(c.position)
-                    c = core.set_mobility(c, new, self._temperature)
-                return c, adapt_state
-
-            c, adapt_state = lax.cond(i < num_warmup, adapt, lambda a: a, (c, adapt_state))
+        i, num_warmup = state.i, self._num_warmup
         n = jnp.where(i < num_warmup, i + 1, i + 1 - num_warmup)
         mean_accept_prob = state.mean_accept_prob + (info.accept_prob - state.mean_accept_prob) / n
-        return LangevinMCMCState(
-            i + 1,
-            self._unravel(c.position),
-            c.potential_energy,
-            info.accept_prob,
-            mean_accept_prob,
-            info.diverging,
-            adapt_state,
-            state.mobility_scale,
-            c,
-            rng_key,
+        new = state._replace(
+            z=self._unravel(c.position),
+            potential_energy=c.potential_energy,
+            accept_prob=info.accept_prob,
+            mean_accept_prob=mean_accept_prob,
+            diverging=info.diverging,
+            core=c,
+            rng_key=rng_key,
         )
+        return new, info.accept_prob
+
+    def _adaptation(self, state, accept_prob, model_args, model_kwargs, batched=False):
+        """Warmup adaptation after a step, then ``i += 1``.
+
+        In vectorized mode every chain shares the counter, so the branches are chosen once for
+        the batch (``lax.cond`` on chain 0's counter, the per-chain work ``vmap``-ed inside):
+        after warmup no adaptation work is done at all, and the Newton restarts
+        (:meth:`_newton_restart`) run only at their iterations.
+        """
+        num_warmup = self._num_warmup
+        adapting = self._adapt_step_size or self._mobility_kind == "adapt"
+        if num_warmup > 0 and adapting:
+            i = state.i[0] if batched else state.i
+            per_chain = jax.vmap if batched else (lambda f: f)
+            state = lax.cond(
+                i < num_warmup,
+                per_chain(self._adapt_one),
+                lambda s, a: s,
+                state,
+                accept_prob,
+            )
+            if self._mobility_kind == "adapt" and self._restart_steps:
+                potential = self._flat_potential(model_args, model_kwargs)
+                restart = jnp.any(i == jnp.asarray(self._restart_steps))
+                state = lax.cond(
+                    restart,
+                    per_chain(lambda s: self._newton_restart(s, potential)),
+                    lambda s: s,
+                    state,
+                )
+        return state._replace(i=state.i + 1)
+
+    def _adapt_one(self, state: LangevinMCMCState, accept_prob) -> LangevinMCMCState:
+        c, scale = state.core, state.mobility_scale
+        if self._adapt_fisher:
+            sample = fisher.signal(c.potential_grad, scale, self._temperature)
+        else:
+            sample = c.position / scale
+        adapt_state = self._wa_update(state.i, accept_prob, (sample,), state.adapt_state)
+        if self._mobility_kind == "adapt":
+            new = self._mobility_fn(adapt_state, scale)(c.position)
+            c = core.set_mobility(c, new, self._temperature)
+        return state._replace(adapt_state=adapt_state, core=c)
+
+    def _newton_restart(self, state: LangevinMCMCState, potential) -> LangevinMCMCState:
+        """Restart the adapted mobility from the curvature at the current point.
+
+        During the initial fast window the chain is still travelling; the mobility built from
+        the Hessian where it started can be off by orders of magnitude once it arrives (a scale
+        parameter started far in a tail). Re-taking the floored Hessian inverse
+        (:func:`numpyro_langevin.warmup.initial_scale`) a few times in that window, and
+        restarting the step-size dual averaging, gives the Welford windows a mobility with the
+        right scales to start from. Costs ``d`` gradients, a few times per warmup.
+        """
+        position = state.core.position
+        scale, covariance = warmup.initial_scale(potential, position, self._dense)
+        if self._adapt_fisher:
+            covariance = fisher.initial_fisher(covariance)
+        matrix, sqrt, sqrt_inv = _initialize_mass_matrix(position, covariance, self._dense)
+        step_size = state.adapt_state.step_size
+        adapt_state = state.adapt_state._replace(
+            inverse_mass_matrix=matrix,
+            mass_matrix_sqrt=sqrt,
+            mass_matrix_sqrt_inv=sqrt_inv,
+            ss_state=dual_averaging()[0](jnp.log(10.0 * step_size)),
+        )
+        c = core.set_mobility(
+            state.core, self._mobility_fn(adapt_state, scale)(position), self._temperature
+        )
+        return state._replace(adapt_state=adapt_state, mobility_scale=scale, core=c)
+
+
+def _restart_steps(num_warmup: int) -> tuple[int, ...]:
+    """Iterations of the Newton restarts: thirds of the initial fast window (``()`` when the
+    window is too short to matter)."""
+    if num_warmup < 20:
+        return ()
+    end = build_adaptation_schedule(num_warmup)[0][1]
+    return tuple(sorted({end // 3, 2 * end // 3, end}))

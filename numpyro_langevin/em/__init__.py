@@ -1,0 +1,12 @@
+"""Building blocks of :class:`numpyro_langevin.RecallLearn` (EM with Langevin recall).
+
+* :mod:`~numpyro_langevin.em.sites`: what the model holds (parameters, latents, subsampled plates)
+  and how latent particles of the full data set are gathered for a mini-batch and written back;
+* :mod:`~numpyro_langevin.em.recall`: the recall phase, persistent particles moved by
+  :func:`numpyro_langevin.core.step` with an adapted step size;
+* :mod:`~numpyro_langevin.em.state_io`: saving and loading a state as ``.npz`` (no pickle).
+"""
+
+from numpyro_langevin.em.state_io import load_state, save_state
+
+__all__ = ["load_state", "save_state"]

@@ -1,0 +1,221 @@
+r"""What a model holds, for EM: parameters :math:`\theta`, latents :math:`h`, subsampled plates.
+
+:func:`inspect_model` traces the model once and sorts its sites: ``numpyro.param`` sites are the
+parameters (with the bijection from the unconstrained space that their ``constraint`` implies, as
+in NumPyro's SVI), unobserved ``numpyro.sample`` sites are the latents, observed ones the data.
+
+Data subsampling (``numpyro.plate(name, size, subsample_size=b)``): the particles hold the latents
+of *all* ``size`` data points. In each iteration a mini-batch of indices is drawn, the batch's
+latents are gathered (:func:`gather`), moved, and written back (:func:`scatter`); the others are
+kept. Inside a subsampled plate NumPyro multiplies every log-density term by ``size / b`` so that
+:math:`E` is an unbiased estimate of the full-data energy, which is what the learning gradient
+needs. The latents of distinct data points are conditionally independent given :math:`\theta`, so
+the recall target of the batch's latents is :math:`\exp(-E/(sT))` with that scale :math:`s`
+divided out. This is exact only when every latent site lies inside the subsampled plates (local
+latents); a global latent under subsampling is refused with an error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions import biject_to, constraints
+from numpyro.handlers import seed, substitute, trace
+from numpyro.infer.util import helpful_support_errors
+
+__all__ = ["ModelSites", "inspect_model", "init_latents", "gather", "scatter"]
+
+
+class ModelSites(NamedTuple):
+    """The sites of a model, as EM needs them.
+
+    Attributes
+    ----------
+    param_transforms
+        ``{name: transform}`` from the unconstrained space to each ``numpyro.param`` site's
+        constraint.
+    param_values
+        Initial (constrained) values of the parameters.
+    latent_names
+        Names of the latent (unobserved) continuous sample sites.
+    latent_shapes
+        Their unconstrained shapes over the *full* data set.
+    plates
+        ``{name: (size, subsample_size)}`` of the subsampled plates.
+    latent_axes
+        ``{latent: ((plate, axis), ...)}``: the axes (negative, of the unconstrained value) that
+        each subsampled plate indexes.
+    scale
+        :math:`s = \\prod \\text{size}/\\text{subsample\\_size}` over the subsampled plates (1.0 without
+        subsampling).
+    """
+
+    param_transforms: dict
+    param_values: dict
+    latent_names: tuple
+    latent_shapes: dict
+    plates: dict
+    latent_axes: dict
+    scale: float
+
+
+def _discrete(fn) -> bool:
+    support = getattr(fn, "support", None)
+    return bool(
+        getattr(support, "is_discrete", False) or getattr(fn, "has_enumerate_support", False)
+    )
+
+
+@contextmanager
+def _full_plates_quiet():
+    """Silence NumPyro's warning that a substituted plate is not of ``subsample_size``: here the
+    plates are given all their indices on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="subsample_size does not match len")
+        yield
+
+
+def full_plates(plates: dict) -> dict:
+    """Plate substitutions that make every subsampled plate take all its indices."""
+    return {name: jnp.arange(size) for name, (size, _) in plates.items()}
+
+
+def inspect_model(
+    model: Callable,
+    rng_key: jax.Array,
+    args: tuple,
+    kwargs: dict,
+    init_strategy: Callable,
+    role: str = "model",
+) -> ModelSites:
+    """Trace ``model`` and sort its sites; raise clear errors for what EM cannot handle.
+
+    Latent values come from ``init_strategy`` (so improper latents, which cannot be sampled,
+    work); ``role`` names the model in error messages (``"model"`` or ``"joint model"``).
+    """
+    seeded = substitute(seed(model, rng_key), substitute_fn=init_strategy)
+    first = trace(seeded).get_trace(*args, **kwargs)
+    plates = {}
+    for name, site in first.items():
+        if site["type"] == "plate":
+            size, subsample_size = site["args"]
+            if subsample_size is not None and subsample_size != size:
+                plates[name] = (int(size), int(subsample_size))
+    tr = first
+    if plates:
+        full = substitute(seed(model, rng_key), data=full_plates(plates))
+        with _full_plates_quiet():
+            tr = trace(substitute(full, substitute_fn=init_strategy)).get_trace(*args, **kwargs)
+
+    param_transforms, param_values = {}, {}
+    latent_names, latent_shapes, latent_axes = [], {}, {}
+    scale = 1.0
+    for size, subsample_size in plates.values():
+        scale *= size / subsample_size
+    for name, site in tr.items():
+        if site["type"] == "param":
+            constraint = site["kwargs"].get("constraint", constraints.real)
+            with helpful_support_errors(site):
+                param_transforms[name] = biject_to(constraint)
+            param_values[name] = site["value"]
+            if any(f.name in plates for f in site["cond_indep_stack"]):
+                raise NotImplementedError(
+                    f"Parameter '{name}' lies inside the subsampled plate; RecallLearn learns "
+                    "global parameters only. Move it out of the plate or do not subsample."
+                )
+        elif site["type"] == "sample" and not site["is_observed"]:
+            if _discrete(site["fn"]):
+                raise ValueError(
+                    f"Site '{name}' of the {role} is a discrete latent variable; Langevin recall "
+                    "moves continuous variables by their gradient. Marginalise it out (e.g. with "
+                    "a mixture distribution) or make it observed."
+                )
+            with helpful_support_errors(site):
+                transform = biject_to(site["fn"].support)
+            shape = tuple(transform.inverse_shape(jnp.shape(site["value"])))
+            latent_names.append(name)
+            latent_shapes[name] = shape
+            axes = tuple(
+                (f.name, f.dim - transform.domain.event_dim)
+                for f in site["cond_indep_stack"]
+                if f.name in plates
+            )
+            if plates and {p for p, _ in axes} != set(plates):
+                raise NotImplementedError(
+                    f"Latent site '{name}' of the {role} is not inside every subsampled plate "
+                    f"({sorted(plates)}). With data subsampling RecallLearn supports local latents "
+                    "only (one per data point, inside the subsampled plate): make global latents "
+                    "numpyro.param sites, or do not subsample."
+                )
+            latent_axes[name] = axes
+    return ModelSites(
+        param_transforms,
+        param_values,
+        tuple(latent_names),
+        latent_shapes,
+        plates,
+        latent_axes,
+        scale,
+    )
+
+
+def init_latents(
+    model: Callable,
+    rng_key: jax.Array,
+    args: tuple,
+    kwargs: dict,
+    sites: ModelSites,
+    init_strategy: Callable,
+    params: dict,
+) -> dict:
+    """Unconstrained initial values of the latents over the full data set (one particle).
+
+    ``params`` (constrained) are substituted so that latents whose distribution depends on them
+    start where the init strategy puts them for those parameter values.
+    """
+    m = substitute(model, data={**full_plates(sites.plates), **params})
+    with _full_plates_quiet():
+        tr = trace(substitute(seed(m, rng_key), substitute_fn=init_strategy)).get_trace(
+            *args, **kwargs
+        )
+    out = {}
+    for name in sites.latent_names:
+        site = tr[name]
+        out[name] = biject_to(site["fn"].support).inv(site["value"])
+    return out
+
+
+def gather(values: dict[str, Any], indices: dict, axes: dict) -> dict:
+    """The mini-batch part of one particle's latents (indices taken along each plate's axis)."""
+    out = {}
+    for name, v in values.items():
+        for plate, axis in axes[name]:
+            v = jnp.take(v, indices[plate], axis=axis)
+        out[name] = v
+    return out
+
+
+def scatter(values: dict, batch: dict, indices: dict, axes: dict) -> dict:
+    """Write one particle's mini-batch latents back into its full-data latents."""
+    out = {}
+    for name, full in values.items():
+        site_axes = axes[name]
+        if not site_axes:
+            out[name] = batch[name]
+            continue
+        positions = [axis % full.ndim for _, axis in site_axes]
+        k = len(positions)
+        front = list(range(k))
+        f = jnp.moveaxis(full, positions, front)
+        b = jnp.moveaxis(batch[name], [axis % batch[name].ndim for _, axis in site_axes], front)
+        index = tuple(
+            jnp.reshape(indices[plate], (-1,) + (1,) * (k - 1 - j))
+            for j, (plate, _) in enumerate(site_axes)
+        )
+        out[name] = jnp.moveaxis(f.at[index].set(b), front, positions)
+    return out
