@@ -37,9 +37,9 @@ class BlackJAXMALA:
         The posterior.
     num_warmup, num_samples, num_chains
         As for ``numpyro.infer.MCMC``; the warmup is the tuning budget.
-    vectorized
-        Run all chains in one ``vmap`` (else one jitted chain at a time, like NumPyro's
-        ``"sequential"``).
+    chain_method
+        ``"parallel"`` (``pmap``, one chain per device), ``"vectorized"`` (``vmap``) or
+        ``"sequential"`` (one jitted chain at a time), as in NumPyro.
     rounds
         Number of tuning rounds.
     initial_step_size
@@ -52,13 +52,13 @@ class BlackJAXMALA:
         num_warmup: int,
         num_samples: int,
         num_chains: int,
-        vectorized: bool = False,
+        chain_method: str = "parallel",
         rounds: int = 10,
         initial_step_size: float = 0.1,
     ) -> None:
         self.target = target
         self.num_warmup, self.num_samples, self.num_chains = num_warmup, num_samples, num_chains
-        self.vectorized = vectorized
+        self.chain_method = chain_method
         self.rounds = max(1, min(rounds, num_warmup))
         self.initial_step_size = initial_step_size
         self._chain = None
@@ -104,7 +104,9 @@ class BlackJAXMALA:
             _, (positions, acc) = run_steps(state, key_sample, jnp.exp(logh), num_samples)
             return positions, jnp.exp(logh), jnp.mean(acc)
 
-        return jax.jit(jax.vmap(chain) if self.vectorized else chain)
+        if self.chain_method == "parallel":
+            return jax.pmap(chain)
+        return jax.jit(jax.vmap(chain) if self.chain_method == "vectorized" else chain)
 
     def run(self, rng_key: jax.Array) -> dict:
         """Sample; returns constrained draws grouped by chain ``{site: (chains, draws, ...)}``."""
@@ -120,7 +122,7 @@ class BlackJAXMALA:
                 jax.vmap(jax.vmap(lambda x: info.postprocess_fn(unravel(x))))
             )
         run_keys = jax.random.split(key_run, self.num_chains)
-        if self.vectorized:
+        if self.chain_method != "sequential":
             positions, h, acc = self._chain(run_keys, flat)
         else:
             outs = [self._chain(run_keys[c], flat[c]) for c in range(self.num_chains)]

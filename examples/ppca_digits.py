@@ -89,14 +89,19 @@ def directions(W: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def save_figures(
-    learned_dirs, exact_dirs, losses, num_images: int, expected_energy: float
+    learned_dirs,
+    exact_dirs,
+    losses,
+    num_images: int,
+    expected_energy: float,
+    output: pathlib.Path = OUTPUT,
 ) -> list[pathlib.Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    OUTPUT.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)
     q = learned_dirs.shape[1]
     fig, axes = plt.subplots(2, q, figsize=(1.2 * q, 2.8), squeeze=False)
     for j in range(q):
@@ -109,7 +114,7 @@ def save_figures(
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle("PPCA principal directions", fontsize=9)
     fig.tight_layout()
-    components = OUTPUT / "ppca_digits_components.png"
+    components = output / "ppca_digits_components.png"
     fig.savefig(components, dpi=120)
     plt.close(fig)
 
@@ -126,7 +131,7 @@ def save_figures(
     axes[1].set_title(f"from iteration {start}", fontsize=9)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    loss = OUTPUT / "ppca_digits_loss.png"
+    loss = output / "ppca_digits_loss.png"
     fig.savefig(loss, dpi=120)
     plt.close(fig)
     return [components, loss]
@@ -142,6 +147,7 @@ def main(argv=None) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.03)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress-bar", action="store_true")
+    parser.add_argument("--output-dir", type=pathlib.Path, default=OUTPUT)
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 200 images, q = 5, 200 steps"
     )
@@ -191,7 +197,9 @@ def main(argv=None) -> None:
     energy = -best + posterior_entropy(W, s2)
     last = float(np.mean(np.asarray(result.losses)[-max(args.num_steps // 10, 1) :])) / X.shape[0]
     print(f"  loss per image (last 10%): {last:.4f}; exact <E> at the MLE {energy:.4f}")
-    for path in save_figures(learned_dirs, exact_dirs, result.losses, X.shape[0], energy):
+    for path in save_figures(
+        learned_dirs, exact_dirs, result.losses, X.shape[0], energy, args.output_dir
+    ):
         print(f"saved {path}")
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "mobility_shape",
     "mobility_values",
     "continuous_latents",
+    "trace_model",
     "finite_start",
 ]
 
@@ -130,12 +131,9 @@ def finite_start(energy, grad) -> None:
         )
 
 
-def continuous_latents(model, rng_key, model_args, model_kwargs, init_strategy) -> None:
-    """Raise if the model has a latent (unobserved) discrete sample site."""
-    key = rng_key if is_prng_key(rng_key) else rng_key[0]
-    seeded = substitute(seed(model, key), substitute_fn=init_strategy)
-    tr = trace(seeded).get_trace(*model_args, **(model_kwargs or {}))
-    for name, site in tr.items():
+def continuous_latents(model_trace) -> None:
+    """Raise if a model trace has a latent (unobserved) discrete sample site."""
+    for name, site in model_trace.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
         fn = site["fn"]
@@ -147,3 +145,10 @@ def continuous_latents(model, rng_key, model_args, model_kwargs, init_strategy) 
                 "likelihood, e.g. with a mixture distribution), or sample it with "
                 "numpyro.infer.DiscreteHMCGibbs / MixedHMC."
             )
+
+
+def trace_model(model, rng_key, model_args, model_kwargs, init_strategy):
+    """One trace of the model, its latent sites set by ``init_strategy``."""
+    key = rng_key if is_prng_key(rng_key) else rng_key[0]
+    seeded = substitute(seed(model, key), substitute_fn=init_strategy)
+    return trace(seeded).get_trace(*model_args, **(model_kwargs or {}))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -128,7 +129,11 @@ class Langevin(MCMCKernel):
         :math:`K` alone (:mod:`numpyro_langevin.nonreversible`). The adjusted chain stays exact
         (it is reversible again); the unadjusted one keeps the non-reversible speed-up, at an
         :math:`O(h)` bias. :func:`numpyro_langevin.nonreversible.optimal_constant` builds a
-        good constant :math:`A` from a covariance.
+        good constant :math:`A` from a covariance. It needs a fixed mobility (an array, a
+        callable, a built-in, or ``adapt_mobility=False``): an adapted :math:`K` would change
+        the relative strength of :math:`A` during warmup. With the Metropolis correction the
+        log acceptance ratio of the antisymmetric drift is :math:`O(\sqrt h\,\|A\|)`, not
+        :math:`O(h^{3/2})`, so a strong :math:`A` forces a small step.
     dense_mobility
         Dense (``True``) or diagonal (``False``) adapted mobility; ``None`` chooses dense up to
         ``DENSE_AUTO_MAX_DIM`` dimensions, where it pays for itself on correlated posteriors.
@@ -136,6 +141,12 @@ class Langevin(MCMCKernel):
         Target of the step-size adaptation; 0.574 is optimal for MALA (Roberts & Rosenthal 1998).
     init_strategy
         NumPyro initialisation strategy (models only).
+    steps_per_sample
+        Langevin steps per MCMC iteration (per stored draw before ``MCMC``'s thinning), run
+        inside one compiled call. A Langevin step costs one gradient, so on small models the
+        per-iteration cost of NumPyro's driver (tens of microseconds, far more with a progress
+        bar) dominates; several steps per iteration amortise it. ``num_warmup`` then counts
+        iterations, i.e. ``num_warmup * steps_per_sample`` adaptation steps.
     """
 
     sample_field = "z"
@@ -155,6 +166,7 @@ class Langevin(MCMCKernel):
         antisymmetric: jax.Array | Callable | None = None,
         target_accept_prob: float = 0.574,
         init_strategy: Callable = init_to_uniform,
+        steps_per_sample: int = 1,
     ) -> None:
         if (model is None) == (potential_fn is None):
             raise ValueError(
@@ -204,9 +216,25 @@ class Langevin(MCMCKernel):
                     "`antisymmetric` must be None, a (d, d) antisymmetric array or a callable; "
                     f"got an array of shape {jnp.shape(antisymmetric)}."
                 )
+        if antisymmetric is not None and mobility is None and self._adapt_mobility:
+            raise ValueError(
+                "`antisymmetric` cannot be combined with an adapted mobility: A is in the units "
+                "of the position, and as warmup rescales the mobility K it changes the relative "
+                "strength of A (a strong A makes the adjusted chain shrink its step, the "
+                "adapted K then shrinks with it, and the chain freezes). Pass adapt_mobility="
+                "False (identity K), or a fixed `mobility` (e.g. a covariance estimate) and build "
+                "A for it, e.g. nonreversible.optimal_constant(covariance, mobility)."
+            )
         self._antisymmetric = antisymmetric
         self._dense_mobility = dense_mobility
         self._target_accept_prob = checks.probability("target_accept_prob", target_accept_prob)
+        if isinstance(steps_per_sample, bool) or not isinstance(steps_per_sample, int) or (
+            steps_per_sample < 1
+        ):
+            raise ValueError(
+                f"`steps_per_sample` must be an integer >= 1, got {steps_per_sample!r}."
+            )
+        self._steps_per_sample = steps_per_sample
         self._init_strategy = init_strategy
         self._reset()
 
@@ -253,7 +281,8 @@ class Langevin(MCMCKernel):
         """Initial state (a batch of states when ``rng_key`` is a batch of keys)."""
         model_args = tuple(model_args or ())
         model_kwargs = dict(model_kwargs or {})
-        self._num_warmup = int(num_warmup)
+        # Adaptation counts Langevin steps, not MCMC iterations.
+        self._num_warmup = int(num_warmup) * self._steps_per_sample
         self._batched = not is_prng_key(rng_key)
         keys = (
             jax.vmap(random.split, (0, None))(rng_key, 3)
@@ -267,17 +296,24 @@ class Langevin(MCMCKernel):
         if isinstance(init_params, ParamInfo):
             init_params = init_params.z
         if self._model is not None:
-            checks.continuous_latents(
-                self._model, key_model, model_args, model_kwargs, self._init_strategy
-            )
-            info = initialize_model(
-                key_model,
-                self._model,
-                init_strategy=self._init_strategy,
-                dynamic_args=True,
-                model_args=model_args,
-                model_kwargs=model_kwargs,
-            )
+            try:
+                info = initialize_model(
+                    key_model,
+                    self._model,
+                    init_strategy=self._init_strategy,
+                    dynamic_args=True,
+                    model_args=model_args,
+                    model_kwargs=model_kwargs,
+                )
+            except Exception:
+                # NumPyro's own error for a discrete latent asks for funsor: say what we need.
+                checks.continuous_latents(
+                    checks.trace_model(
+                        self._model, key_model, model_args, model_kwargs, self._init_strategy
+                    )
+                )
+                raise
+            checks.continuous_latents(info.model_trace)
             self._potential_fn_gen = info.potential_fn
             self._postprocess_fn_gen = info.postprocess_fn
             if init_params is None:
@@ -301,15 +337,34 @@ class Langevin(MCMCKernel):
             target_accept_prob=self._target_accept_prob,
         )
         potential = self._flat_potential(model_args, model_kwargs)
-        state = (
-            jax.vmap(self._init_one, in_axes=(0, 0, 0, None)) if self._batched else self._init_one
-        )(key_chain, key_adapt, init_params, potential)
+        # One compiled call: op-by-op dispatch of the initial Hessian and eigendecomposition
+        # would otherwise take longer than the whole warmup.
+        init_one = partial(self._init_one, potential=potential)
+        init_fn = jax.jit(jax.vmap(init_one) if self._batched else init_one)
+        state = init_fn(key_chain, key_adapt, init_params)
         checks.finite_start(state.potential_energy, state.core.potential_grad)
         self._sample_fn = self._sample_one
         return state
 
     def sample(self, state: LangevinMCMCState, model_args, model_kwargs) -> LangevinMCMCState:
-        """One Langevin step of every chain in ``state``."""
+        """``steps_per_sample`` Langevin steps of every chain in ``state``.
+
+        With several steps, ``accept_prob`` is their mean and ``diverging`` their "any".
+        """
+        n = self._steps_per_sample
+        if n == 1:
+            return self._step(state, model_args, model_kwargs)
+
+        def body(_, carry):
+            state, accept_sum, diverged = carry
+            state = self._step(state, model_args, model_kwargs)
+            return state, accept_sum + state.accept_prob, diverged | state.diverging
+
+        zero = (jnp.zeros_like(state.accept_prob), jnp.zeros_like(state.diverging))
+        state, accept_sum, diverged = lax.fori_loop(0, n, body, (state, *zero))
+        return state._replace(accept_prob=accept_sum / n, diverging=diverged)
+
+    def _step(self, state: LangevinMCMCState, model_args, model_kwargs) -> LangevinMCMCState:
         if self._batched:
             state, accept_prob = jax.vmap(self._move, in_axes=(0, None, None))(
                 state, model_args, model_kwargs

@@ -25,7 +25,7 @@ as an ordinary callable.
 References: Betancourt (2013), "A general metric for Riemannian manifold Hamiltonian Monte Carlo"
 (SoftAbs); Hartmann, Girolami & Klami (2022), "Lagrangian manifold Monte Carlo on Monge patches"
 (gradient outer product metric); Girolami & Calderhead (2011) (Riemannian MALA); Xifara et al.
-(2014) (the divergence term); Bhatia (1997), *Matrix Analysis*, Thm V.3.3 (Daleckii–Krein
+(2014) (the divergence term); Bhatia (1997), *Matrix Analysis*, Sec. V.3 (Daleckii–Krein
 formula for derivatives of matrix functions).
 """
 
@@ -180,10 +180,13 @@ class SoftAbsHessian(MobilityField):
         SoftAbs sharpness :math:`\alpha > 0`, in units of inverse curvature: eigenvalues with
         :math:`|\lambda| \gg 1/\alpha` are used as :math:`|\lambda|`, and :math:`K \preceq \alpha I`.
         Large values follow the Hessian closely (and allow big moves in flat regions); small values
-        blend towards :math:`\alpha I`.
+        blend towards :math:`\alpha I`. The default :math:`10^6` is effectively no cap for
+        posteriors of unit scale; lower it (to a generous bound on the posterior variances) when
+        the Hessian has flat or negatively curved directions, where :math:`K` reaches
+        :math:`\alpha`.
     """
 
-    def __init__(self, alpha: float = 1e2) -> None:
+    def __init__(self, alpha: float = 1e6) -> None:
         self.alpha = _positive("alpha", alpha)
 
     def bind(self, potential_fn: PotentialFn) -> MobilityFn:
@@ -204,7 +207,7 @@ class SoftAbsHessian(MobilityField):
             divergence = q @ jnp.sum(_divided_differences(lam, alpha) * m, axis=1)
             return Mobility(matrix, sqrt, inv_sqrt, jnp.sum(jnp.log(phi)), divergence)
 
-        return evaluate
+        return jax.jit(evaluate)  # compiled once when called eagerly (kernel init)
 
 
 class GradientOuterProduct(MobilityField):
@@ -269,7 +272,7 @@ class GradientOuterProduct(MobilityField):
             divergence = -c * hg - (c * trace - 2.0 * c**2 * jnp.dot(g, hg)) * g
             return Mobility(matrix, sqrt, inv_sqrt, -2.0 * jnp.log(r), divergence)
 
-        return evaluate
+        return jax.jit(evaluate)  # compiled once when called eagerly (kernel init)
 
 
 class DiagonalSoftAbsHessian(MobilityField):
@@ -293,7 +296,8 @@ class DiagonalSoftAbsHessian(MobilityField):
     Parameters
     ----------
     alpha
-        Cap :math:`\alpha > 0` on each :math:`K_{aa}` (inverse curvature units).
+        Cap :math:`\alpha > 0` on each :math:`K_{aa}` (inverse curvature units); see
+        :class:`SoftAbsHessian`.
     """
 
     def __init__(self, alpha: float = 1e6) -> None:
@@ -311,7 +315,7 @@ class DiagonalSoftAbsHessian(MobilityField):
             sqrt = jnp.sqrt(matrix)
             return Mobility(matrix, sqrt, 1.0 / sqrt, jnp.sum(jnp.log(matrix)), divergence)
 
-        return evaluate
+        return jax.jit(evaluate)  # compiled once when called eagerly (kernel init)
 
 
 def funnel_fisher(

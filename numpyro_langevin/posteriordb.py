@@ -3,6 +3,9 @@ files (``shared/posteriordb/*.json``: data plus reference means, sds and quantil
 well-tuned Stan draws).
 
 Each model takes the posteriordb data as keyword arguments, so ``model(**case.data)`` runs it.
+Sizes are read from the arrays' shapes (the integer size arguments are accepted and ignored), so
+the models also work with ``MCMC(..., jit_model_args=True)``; ``arK`` needs its lag count ``K`` as
+a Python integer.
 Parameters are named as in Stan; ``beta[2]`` in a reference file is ``beta[..., 1]`` here.
 """
 
@@ -27,10 +30,11 @@ def eight_schools_noncentered(J, y, sigma):
     """theta_j = mu + tau * theta_trans_j; y_j ~ N(theta_j, sigma_j)."""
     mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
     tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
-    with numpyro.plate("J", J):
+    y, sigma = jnp.asarray(y), jnp.asarray(sigma)
+    with numpyro.plate("J", sigma.shape[0]):
         theta_trans = numpyro.sample("theta_trans", dist.Normal(0.0, 1.0))
         theta = numpyro.deterministic("theta", mu + tau * theta_trans)
-        numpyro.sample("y", dist.Normal(theta, jnp.asarray(sigma)), obs=jnp.asarray(y))
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
 
 def kidscore_momiq(N, kid_score, mom_iq, **unused):
@@ -38,7 +42,7 @@ def kidscore_momiq(N, kid_score, mom_iq, **unused):
     beta = numpyro.sample("beta", dist.ImproperUniform(constraints.real, (), (2,)))
     sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
     mom_iq = jnp.asarray(mom_iq, dtype=float)
-    with numpyro.plate("N", N):
+    with numpyro.plate("N", mom_iq.shape[0]):
         numpyro.sample(
             "kid_score",
             dist.Normal(beta[0] + beta[1] * mom_iq, sigma),
@@ -48,10 +52,11 @@ def kidscore_momiq(N, kid_score, mom_iq, **unused):
 
 def blr(N, D, X, y):
     """Bayesian linear regression: beta_d ~ N(0, 10), sigma ~ half-N(0, 10), y ~ N(X beta, sigma)."""
-    beta = numpyro.sample("beta", dist.Normal(0.0, 10.0).expand([D]).to_event(1))
+    X = jnp.asarray(X)
+    beta = numpyro.sample("beta", dist.Normal(0.0, 10.0).expand([X.shape[1]]).to_event(1))
     sigma = numpyro.sample("sigma", dist.HalfNormal(10.0))
-    with numpyro.plate("N", N):
-        numpyro.sample("y", dist.Normal(jnp.asarray(X) @ beta, sigma), obs=jnp.asarray(y))
+    with numpyro.plate("N", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ beta, sigma), obs=jnp.asarray(y))
 
 
 def ar_k(K, T, y):

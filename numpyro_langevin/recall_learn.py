@@ -65,7 +65,8 @@ subsampled plate (see :mod:`numpyro_langevin.em.sites`).
 **Limitations.** Each particle is one flat vector of all latents of the (mini-)batch, moved with
 one Metropolis–Hastings test, so for a fixed acceptance the step size shrinks like
 :math:`d^{-1/3}` (Roberts & Rosenthal 1998) as the data grow; use mini-batches, or the unadjusted
-chain (``metropolis=False``) with a fixed ``step_size``, for very many latents.
+chain with a fixed step (``metropolis=False, adapt_step_size=False, step_size=...``) for very
+many latents.
 """
 
 from __future__ import annotations

@@ -41,10 +41,24 @@ def normal_posterior(y):
 Y = jnp.asarray(np.random.default_rng(0).normal(1.5, 1.0, 40))
 
 
-def run(kernel, *args, num_chains=2, chain_method="vectorized", num_warmup=500,
-        num_samples=1500, key=0, init_params=None):
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method, progress_bar=False)
+def run(
+    kernel,
+    *args,
+    num_chains=2,
+    chain_method="vectorized",
+    num_warmup=500,
+    num_samples=1500,
+    key=0,
+    init_params=None,
+):
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(key), *args, init_params=init_params)
     return mcmc
 
@@ -79,10 +93,16 @@ def _closed_form_cases():
     dir_moments = [_beta_moments(alpha[j], alpha.sum() - alpha[j]) for j in range(3)]
     return {
         "normal": (normal_model, (Y,), {"mu": normal_posterior(Y)}),
-        "beta_bernoulli": (beta_bernoulli, (FLIPS,),
-                           {"p": _beta_moments(2 + k, 2 + FLIPS.shape[0] - k)}),
-        "dirichlet_categorical": (dirichlet_categorical, (CATEGORIES,),
-                                  {f"p[{j}]": dir_moments[j] for j in range(3)}),
+        "beta_bernoulli": (
+            beta_bernoulli,
+            (FLIPS,),
+            {"p": _beta_moments(2 + k, 2 + FLIPS.shape[0] - k)},
+        ),
+        "dirichlet_categorical": (
+            dirichlet_categorical,
+            (CATEGORIES,),
+            {f"p[{j}]": dir_moments[j] for j in range(3)},
+        ),
     }
 
 
@@ -162,8 +182,9 @@ def test_arviz_groups_and_sample_stats(normal_runs):
 
     mcmc = normal_runs["vectorized"]
     idata = az.from_numpyro(mcmc, log_likelihood=True)
-    groups = set(idata.groups() if hasattr(idata, "groups") and callable(idata.groups)
-                 else idata.children)
+    groups = set(
+        idata.groups() if hasattr(idata, "groups") and callable(idata.groups) else idata.children
+    )
     groups = {g.strip("/") for g in groups}
     assert {"posterior", "sample_stats", "log_likelihood"} <= groups
     stats = idata["sample_stats"]
@@ -181,22 +202,32 @@ def test_arviz_groups_and_sample_stats(normal_runs):
 
 def test_init_params_are_honoured():
     kernel = Langevin(normal_model, step_size=1e-12, adapt_step_size=False)
-    mcmc = run(kernel, Y, num_chains=1, num_warmup=0, num_samples=3,
-               init_params={"mu": jnp.array(7.0)})
+    mcmc = run(
+        kernel, Y, num_chains=1, num_warmup=0, num_samples=3, init_params={"mu": jnp.array(7.0)}
+    )
     np.testing.assert_allclose(mcmc.get_samples()["mu"], 7.0, atol=1e-4)
 
 
 def test_init_strategy_is_honoured():
-    kernel = Langevin(normal_model, step_size=1e-12, adapt_step_size=False,
-                      init_strategy=init_to_value(values={"mu": -3.0}))
+    kernel = Langevin(
+        normal_model,
+        step_size=1e-12,
+        adapt_step_size=False,
+        init_strategy=init_to_value(values={"mu": -3.0}),
+    )
     mcmc = run(kernel, Y, num_chains=1, num_warmup=0, num_samples=2)
     np.testing.assert_allclose(mcmc.get_samples()["mu"], -3.0, atol=1e-4)
 
 
 @pytest.mark.parametrize("jit_model_args", [False, True])
 def test_second_run_on_new_data_samples_the_new_posterior(jit_model_args):
-    mcmc = MCMC(Langevin(normal_model), num_warmup=300, num_samples=1000,
-                progress_bar=False, jit_model_args=jit_model_args)
+    mcmc = MCMC(
+        Langevin(normal_model),
+        num_warmup=300,
+        num_samples=1000,
+        progress_bar=False,
+        jit_model_args=jit_model_args,
+    )
     for y in (Y, Y + 100.0):
         mcmc.run(jax.random.PRNGKey(4), y)
         draws = mcmc.get_samples(group_by_chain=True)["mu"]
@@ -217,15 +248,30 @@ def test_resume_from_post_warmup_state_keeps_adaptation_frozen():
     assert int(mcmc.last_state.i) == 700
 
 
+def test_several_steps_per_sample():
+    """Each draw is 4 Langevin steps; warmup counts steps; the posterior is unchanged."""
+    mcmc = run(
+        Langevin(normal_model, steps_per_sample=4), Y, num_chains=2, num_warmup=200,
+        num_samples=500,
+    )
+    assert np.all(np.asarray(mcmc.last_state.i) == 4 * 700)
+    z = z_mean_and_var(mcmc.get_samples(group_by_chain=True)["mu"], *normal_posterior(Y))
+    assert max(map(abs, z)) < Z_MAX, z
+    accept = mcmc.get_extra_fields()["accept_prob"]
+    assert 0.3 < float(accept.mean()) < 0.95
+
+
 def test_refresh_recomputes_the_cached_energy():
     kernel = Langevin(normal_model)
     state = kernel.init(jax.random.PRNGKey(6), 10, None, (Y,), {})
     new = kernel.refresh(state, (Y + 5.0,), {})
     pe = kernel._flat_potential((Y + 5.0,), {})(new.core.position)
     np.testing.assert_allclose(new.potential_energy, pe, rtol=1e-6)
-    np.testing.assert_allclose(new.core.potential_grad,
-                               jax.grad(kernel._flat_potential((Y + 5.0,), {}))(new.core.position),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        new.core.potential_grad,
+        jax.grad(kernel._flat_potential((Y + 5.0,), {}))(new.core.position),
+        rtol=1e-5,
+    )
     assert not np.allclose(new.potential_energy, state.potential_energy)
 
 
@@ -248,8 +294,12 @@ def test_potential_fn_with_position_dependent_mobility():
     def k(x):
         return jnp.array([[1.0 + 0.1 * x[1] ** 2, 0.2], [0.2, 2.0 + jnp.tanh(x[0])]])
 
-    mcmc = run(Langevin(potential_fn=potential, mobility=k), num_chains=4, num_samples=2000,
-               init_params=jnp.zeros((4, 2)))
+    mcmc = run(
+        Langevin(potential_fn=potential, mobility=k),
+        num_chains=4,
+        num_samples=2000,
+        init_params=jnp.zeros((4, 2)),
+    )
     draws = np.asarray(mcmc.get_samples(group_by_chain=True))
     for j, var in enumerate((1.0, 4.0)):
         z = z_mean_and_var(draws[..., j], 0.0, var)
@@ -276,8 +326,11 @@ def test_nan_region_is_rejected_and_reported_diverging():
     def potential(x):
         return jnp.where(x[0] > 1.0, jnp.nan, 0.5 * x[0] ** 2)
 
-    mcmc = run(Langevin(potential_fn=potential, step_size=0.5), num_chains=2,
-               init_params=jnp.zeros((2, 1)))
+    mcmc = run(
+        Langevin(potential_fn=potential, step_size=0.5),
+        num_chains=2,
+        init_params=jnp.zeros((2, 1)),
+    )
     draws = np.asarray(mcmc.get_samples())
     assert np.all(np.isfinite(draws)) and draws.max() <= 1.0
     assert mcmc.get_extra_fields()["diverging"].sum() > 0
