@@ -1,14 +1,16 @@
 r"""What one Langevin step costs inside ``numpyro.infer.MCMC`` against a bare jitted loop.
 
 For a target we adapt :class:`~numpyro_langevin.Langevin` once (``MCMC.warmup``), freeze the
-adapted state, and time ``n`` further steps in three ways, each compiled beforehand and timed on
+adapted state, and time ``n`` further steps in four ways, each compiled beforehand and timed on
 its sampling clock (:mod:`benchmarks.clock`):
 
 1. **bare** — ``jax.jit`` of a ``lax.scan`` of :func:`numpyro_langevin.core.step` with the
    adapted constant mobility, collecting the flat position: the floor (one gradient per step).
 2. **kernel** — the same ``lax.scan`` over ``Langevin.sample`` (unravelling to the model's
    sites, the running acceptance mean, the warmup branch), collecting ``z``.
-3. **MCMC** — ``MCMC.run`` from the post-warmup state (``fori_collect``: the model's
+3. **kernel + postprocess** — as 2, collecting ``postprocess_fn(z)`` (the model's constrained
+   and deterministic sites, which ``MCMC`` computes for every draw).
+4. **MCMC** — ``MCMC.run`` from the post-warmup state (``fori_collect``: the model's
    ``postprocess_fn`` on every draw, five collected fields, a ``cond`` per collected value).
 
 The time per step is the slope between two chain lengths (``n_short`` and ``n_long``, medians of
@@ -83,6 +85,13 @@ def per_step_overhead(
 
         return lax.scan(body, s, jax.random.split(key, n))
 
+    def postprocess_loop(key, s, n):
+        def body(c, k):
+            c = kernel.sample(c._replace(rng_key=k), (), kwargs)
+            return c, info.postprocess_fn(c.z)
+
+        return lax.scan(body, s, jax.random.split(key, n))
+
     compiled = {}
 
     def timer(name, loop, s):
@@ -107,12 +116,14 @@ def per_step_overhead(
 
     bare, _ = _slope(timer("bare", bare_loop, state.core), n_short, n_long, reps)
     in_kernel, _ = _slope(timer("kernel", kernel_loop, state), n_short, n_long, reps)
+    with_post, _ = _slope(timer("post", postprocess_loop, state), n_short, n_long, reps)
     in_mcmc, fixed = _slope(mcmc_time, n_short, n_long, reps)
     return {
         "target": target.name,
         "dim": target.dim,
         "bare_us": bare * 1e6,
         "kernel_us": in_kernel * 1e6,
+        "postprocess_us": with_post * 1e6,
         "mcmc_us": in_mcmc * 1e6,
         "ratio": in_mcmc / bare,
         "kernel_ratio": in_kernel / bare,
@@ -142,13 +153,17 @@ def fixed_run_cost(target: Target, reps: int = 3) -> dict:
     return out
 
 
-#: What the three per-step columns measure, for RESULTS.md.
-EXPLANATION = """Per step, three layers are timed on the same adapted state (slope between two chain
-lengths, compiled beforehand): the bare functional core (`lax.scan` of `core.step` with the
-adapted constant mobility, collecting the flat position — the floor: one gradient, one
-mobility application); our kernel's `Langevin.sample` in the same scan (adds the PRNG split of
-the chain key, unravelling to the model's sites, the running acceptance mean and the warmup
-`lax.cond` branches, which are skipped but still dispatched after warmup); and `MCMC.run` from the
-post-warmup state (adds NumPyro's `fori_collect`: the model's `postprocess_fn` — a full model
-trace to constrain the sites and compute deterministic sites — on every draw, five collected
-fields written with a `cond` each)."""
+#: What the per-step columns measure, for RESULTS.md.
+EXPLANATION = """Per step, four layers are timed on the same adapted state (slope between two chain
+lengths, each program compiled beforehand, sampling clock): the bare functional core
+(`lax.scan` of `core.step` with the adapted constant mobility, collecting the flat position —
+the floor: one gradient and one mobility application per step); our kernel's
+`Langevin.sample` in the same scan (adds a PRNG split of the chain key, unravelling to the
+model's sites, the running acceptance mean and the warmup `lax.cond` branches, skipped after
+warmup); the same collecting `postprocess_fn(z)` (the model's constrained and deterministic
+sites, which `MCMC` computes for every draw inside its loop); and `MCMC.run` from the
+post-warmup state (NumPyro's `fori_collect`: the postprocessing above plus five collected
+fields, each written through a `cond`). The differences between columns say where the time
+goes; on a small model the per-draw postprocessing and collection are of the same order as the
+gradient itself, so the ratio is largest there. Timings of a few µs are noisy on a shared
+machine."""

@@ -211,13 +211,14 @@ def write_markdown(
             meta["overhead_text"],
             "",
             "| target | d | bare `lax.scan` of `core.step` (µs/step) | `Langevin.sample` in "
-            "`lax.scan` (µs/step) | inside `MCMC` (µs/step) | MCMC / bare | driver fixed "
-            "cost, warm state (ms) |",
-            "|---|---|---|---|---|---|---|",
+            "`lax.scan` (µs/step) | + `postprocess_fn` per draw (µs/step) | inside `MCMC` "
+            "(µs/step) | MCMC / bare | driver fixed cost, warm state (ms) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for o in ov["per_step"]:
             out.append(
                 f"| {o['target']} | {o['dim']} | {_fmt(o['bare_us'])} | {_fmt(o['kernel_us'])} | "
+                f"{_fmt(o['postprocess_us'])} | "
                 f"{_fmt(o['mcmc_us'])} | {_fmt(o['ratio'], 2)} | "
                 f"{_fmt(1e3 * o['mcmc_fixed_warm_s'])} |"
             )

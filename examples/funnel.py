@@ -199,12 +199,14 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="substrings of sampler names")
     parser.add_argument("--quick", action="store_true", help="smoke test (seconds)")
     parser.add_argument(
-        "--output", type=pathlib.Path, default=pathlib.Path(__file__).parent / "output"
+        "--output-dir", type=pathlib.Path, default=pathlib.Path(__file__).parent / "output"
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.num_chains, args.num_warmup, args.num_samples = 2, 100, 100
-        args.langevin_warmup, args.max_draws = 200, 200
+        args.num_chains, args.num_warmup, args.num_samples = 2, 50, 50
+        args.langevin_warmup, args.max_draws = 100, 100
+        if args.only is None:  # compilation dominates: smoke-test two Langevin variants
+            args.only = ["Welford", "funnel Fisher"]
 
     import numpyro
 
@@ -223,7 +225,7 @@ def main(argv=None):
         if args.only and not any(s in name for s in args.only):
             continue
         rows.append(run_langevin(name, kernel, args, steps, thin))
-    path = args.output / "funnel.png"
+    path = args.output_dir / "funnel.png"
     plot(rows, path)
     print(f"saved {path}")
     return rows

@@ -4,7 +4,7 @@
 functional core it is built on (pure ``init``/``step`` functions on flat positions).
 """
 
-from numpyro_langevin import core, fisher, mobilities, mobility, nonreversible
+from numpyro_langevin import core, fisher, hopfield, mobilities, mobility, nonreversible
 from numpyro_langevin.core import LangevinInfo, LangevinState
 from numpyro_langevin.kernel import Langevin, LangevinMCMCState
 from numpyro_langevin.recall_learn import RecallLearn
@@ -20,6 +20,7 @@ __all__ = [
     "mobilities",
     "nonreversible",
     "fisher",
+    "hopfield",
 ]
 
 __version__ = "0.1.0"

@@ -228,8 +228,10 @@ class Langevin(MCMCKernel):
         self._antisymmetric = antisymmetric
         self._dense_mobility = dense_mobility
         self._target_accept_prob = checks.probability("target_accept_prob", target_accept_prob)
-        if isinstance(steps_per_sample, bool) or not isinstance(steps_per_sample, int) or (
-            steps_per_sample < 1
+        if (
+            isinstance(steps_per_sample, bool)
+            or not isinstance(steps_per_sample, int)
+            or (steps_per_sample < 1)
         ):
             raise ValueError(
                 f"`steps_per_sample` must be an integer >= 1, got {steps_per_sample!r}."

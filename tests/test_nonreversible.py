@@ -344,14 +344,3 @@ def test_kernel_with_antisymmetric_samples_the_target(antisymmetric):
     x = np.asarray(mcmc.get_samples()).reshape(4, 10, -1, 3).mean(axis=2).reshape(40, 3)
     z = x.mean(axis=0) / (x.std(axis=0, ddof=1) / np.sqrt(40))
     assert np.all(np.abs(z) < Z_MAX), z
-
-
-def test_kernel_without_antisymmetric_computes_nothing_for_it():
-    mcmc = MCMC(
-        Langevin(potential_fn=standard_normal_energy),
-        num_warmup=2,
-        num_samples=2,
-        progress_bar=False,
-    )
-    mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros(3))
-    assert mcmc.last_state.core.antisymmetric_drift is None

@@ -364,8 +364,13 @@ class Hopfield:
                 "`mobility` with `potential_fn` for a dense one."
             )
         fns = {"v": self.visible.mobility, "h": self.hidden.mobility}
-        per_site = {
-            name: jax.vmap(fns[name])(value.reshape(-1, value.shape[-1]))
-            for name, value in sites.items()
-        }
+        per_site = {}
+        for name, value in sites.items():
+            if name in fns:
+                per_site[name] = jax.vmap(fns[name])(value.reshape(-1, value.shape[-1]))
+            elif jnp.size(value) == 0:
+                # the factor's empty Unit site, which `uncondition` turns into a latent
+                per_site[name] = jnp.zeros((0,), dtype=value.dtype)
+            else:
+                raise ValueError(f"Unexpected latent site {name!r} in the Hopfield model.")
         return ravel_pytree(per_site)[0]

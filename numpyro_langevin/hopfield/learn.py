@@ -113,7 +113,7 @@ def _to_constrained(params: Params) -> Params:
 
 
 class PCD:
-    """Persistent-contrastive-divergence learning of a :class:`Hopfield` model.
+    r"""Persistent-contrastive-divergence learning of a :class:`Hopfield` model.
 
     Parameters
     ----------

@@ -22,6 +22,7 @@ chain's marginal on :math:`(v_m, h)` is exactly the target.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -139,6 +140,22 @@ def _recall_one(
     return jnp.where(missing, fills.mean(0), v_obs), hidden, acc.mean(), h.mean()
 
 
+@partial(
+    jax.jit,
+    static_argnames=(
+        "hopfield", "method", "num_steps", "num_burnin", "num_chains", "step_size", "adapt",
+        "final_temperature", "rao_blackwell",
+    ),
+)  # fmt: skip
+def _recall_batch(keys, params, flat_v, flat_m, temperature, *, hopfield, **options):
+    """Every pattern of the batch, vectorised; compiled once per model and options."""
+
+    def one(k, x, m):
+        return _recall_one(k, hopfield, params, x, m, temperature=temperature, **options)
+
+    return jax.vmap(one)(keys, flat_v, flat_m)
+
+
 def recall(
     rng_key: Array,
     hopfield: Hopfield,
@@ -213,23 +230,16 @@ def recall(
         raise ValueError("`rao_blackwell=True` needs the identity visible Lagrangian.")
     t = hopfield.temperature_of(params) if temperature is None else jnp.asarray(temperature)
     params = hopfield.resolve(params)
-    options = dict(
-        method=method, num_steps=num_steps, num_burnin=int(num_burnin),
-        num_chains=int(num_chains), step_size=step_size, adapt=bool(adapt_step_size),
-        temperature=t, final_temperature=final_temperature, rao_blackwell=bool(rao_blackwell),
-    )  # fmt: skip
-
     batch_shape = v.shape[:-1]
     flat_v = v.reshape(-1, v.shape[-1])
     flat_m = mask.reshape(-1, v.shape[-1])
     keys = random.split(rng_key, flat_v.shape[0])
-
-    @jax.jit
-    def run(keys, params, flat_v, flat_m):
-        fn = lambda k, x, m: _recall_one(k, hopfield, params, x, m, **options)  # noqa: E731
-        return jax.vmap(fn)(keys, flat_v, flat_m)
-
-    filled, hidden, acc, h = run(keys, params, flat_v, flat_m)
+    filled, hidden, acc, h = _recall_batch(
+        keys, params, flat_v, flat_m, t,
+        hopfield=hopfield, method=method, num_steps=num_steps, num_burnin=int(num_burnin),
+        num_chains=int(num_chains), step_size=float(step_size), adapt=bool(adapt_step_size),
+        final_temperature=float(final_temperature), rao_blackwell=bool(rao_blackwell),
+    )  # fmt: skip
     return RecallResult(
         filled.reshape(v.shape),
         hidden.reshape(*batch_shape, *hidden.shape[1:]),
