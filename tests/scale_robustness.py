@@ -43,28 +43,46 @@ def closed_form():
 def main():
     mean, cov = closed_form()
     kernel = Langevin(model)
-    mcmc = MCMC(kernel, num_warmup=1000, num_samples=2000, num_chains=4,
-                chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=1000,
+        num_samples=2000,
+        num_chains=4,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     key = jax.random.PRNGKey(1)
-    init_state = kernel.init(jax.random.split(key, 4), 1000, None, (jnp.asarray(X), jnp.asarray(Y)),
-                             {})
+    init_state = kernel.init(
+        jax.random.split(key, 4), 1000, None, (jnp.asarray(X), jnp.asarray(Y)), {}
+    )
     mcmc.run(key, jnp.asarray(X), jnp.asarray(Y))
     samples = mcmc.get_samples(group_by_chain=True)
     draws = np.concatenate([np.asarray(samples["a"])[..., None], np.asarray(samples["b"])], -1)
     z = []
     for j in range(4):
-        for stat, expected in ((draws[..., j], mean[j]), ((draws[..., j] - mean[j]) ** 2, cov[j, j])):
-            z.append(float((stat.mean() - expected) / (stat.std() / np.sqrt(effective_sample_size(stat)))))
+        for stat, expected in (
+            (draws[..., j], mean[j]),
+            ((draws[..., j] - mean[j]) ** 2, cov[j, j]),
+        ):
+            z.append(
+                float(
+                    (stat.mean() - expected) / (stat.std() / np.sqrt(effective_sample_size(stat)))
+                )
+            )
     dtypes = lambda tree: [str(leaf.dtype) for leaf in jax.tree.leaves(tree)]  # noqa: E731
-    print(json.dumps({
-        "z": z,
-        "min_ess": float(min(effective_sample_size(draws[..., j]) for j in range(4))),
-        "divergences": int(mcmc.get_extra_fields()["diverging"].sum()),
-        "sample_dtypes": sorted({str(v.dtype) for v in samples.values()}),
-        "stat_dtypes": sorted({str(v.dtype) for v in mcmc.get_extra_fields().values()}),
-        "init_state_dtypes": dtypes(init_state),
-        "last_state_dtypes": dtypes(mcmc.last_state),
-    }))
+    print(
+        json.dumps(
+            {
+                "z": z,
+                "min_ess": float(min(effective_sample_size(draws[..., j]) for j in range(4))),
+                "divergences": int(mcmc.get_extra_fields()["diverging"].sum()),
+                "sample_dtypes": sorted({str(v.dtype) for v in samples.values()}),
+                "stat_dtypes": sorted({str(v.dtype) for v in mcmc.get_extra_fields().values()}),
+                "init_state_dtypes": dtypes(init_state),
+                "last_state_dtypes": dtypes(mcmc.last_state),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,22 @@ def model(y=None):
     numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
 
-@pytest.mark.parametrize("mobility", [None, lambda p: jnp.exp(0.1 * jnp.tanh(p["mu"])) * jnp.ones(2)],
-                         ids=["adapted", "callable"])
+@pytest.mark.parametrize(
+    "mobility",
+    [None, lambda p: jnp.exp(0.1 * jnp.tanh(p["mu"])) * jnp.ones(2)],
+    ids=["adapted", "callable"],
+)
 def test_float32_state_keeps_its_dtypes(mobility):
     y = jnp.asarray(np.random.default_rng(0).normal(size=20), dtype=jnp.float32)
     kernel = Langevin(model, mobility=mobility)
-    mcmc = MCMC(kernel, num_warmup=100, num_samples=50, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=100,
+        num_samples=50,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     key = jax.random.PRNGKey(0)
     init_state = kernel.init(jax.random.split(key, 2), 100, None, (y,), {})
     mcmc.run(key, y)
@@ -44,8 +53,14 @@ def test_float32_state_keeps_its_dtypes(mobility):
 def float64_report():
     script = pathlib.Path(__file__).with_name("scale_robustness.py")
     env = {**os.environ, "JAX_ENABLE_X64": "1"}
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         timeout=900, check=True)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

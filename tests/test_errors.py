@@ -55,8 +55,10 @@ def test_construction_errors(kwargs, error, words):
         (jnp.array([[1.0, 0.5], [0.0, 1.0]]), ["not symmetric"]),
         (jnp.array([1.0, jnp.nan]), ["non-finite"]),
         (lambda p: jnp.ones(3), ["must return shape (2,)", "returned (3,)"]),
-        (lambda p: jnp.array([[1.0, 2.0], [2.0, 1.0]]), ["not positive definite",
-                                                         "initial position"]),
+        (
+            lambda p: jnp.array([[1.0, 2.0], [2.0, 1.0]]),
+            ["not positive definite", "initial position"],
+        ),
         (lambda p: p["nope"], ["`mobility` callable", "dict of unconstrained sites"]),
     ],
 )

@@ -11,7 +11,11 @@ EXAMPLES = sorted((pathlib.Path(__file__).parents[1] / "examples").glob("*.py"))
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_quick(script, tmp_path):
-    out = subprocess.run([sys.executable, str(script), "--quick", "--output-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(script), "--quick", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert list(tmp_path.glob("*.png")), f"{script.name} saved no PNG:\n{out.stdout[-2000:]}"

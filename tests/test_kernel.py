@@ -251,7 +251,10 @@ def test_resume_from_post_warmup_state_keeps_adaptation_frozen():
 def test_several_steps_per_sample():
     """Each draw is 4 Langevin steps; warmup counts steps; the posterior is unchanged."""
     mcmc = run(
-        Langevin(normal_model, steps_per_sample=4), Y, num_chains=2, num_warmup=200,
+        Langevin(normal_model, steps_per_sample=4),
+        Y,
+        num_chains=2,
+        num_warmup=200,
         num_samples=500,
     )
     assert np.all(np.asarray(mcmc.last_state.i) == 4 * 700)

@@ -21,12 +21,20 @@ pytestmark = pytest.mark.skipif(not CASES, reason=f"no reference posteriors in {
 @pytest.mark.parametrize("name", CASES)
 def test_reference_posterior(name):
     case = posteriordb.load(SHARED / "posteriordb" / f"{name}.json")
-    mcmc = MCMC(Langevin(case.model, steps_per_sample=10), num_warmup=200, num_samples=1000,
-                num_chains=4, chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        Langevin(case.model, steps_per_sample=10),
+        num_warmup=200,
+        num_samples=1000,
+        num_chains=4,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(0), **case.data)
     rows = posteriordb.reference_table(case, mcmc.get_samples(group_by_chain=True))
-    table = "\n".join(f"{r['parameter']:>10} z={r['z']:+.2f} sd_ratio={r['sd_ratio']:.3f} "
-                      f"ess={r['ess']:.0f}" for r in rows)
+    table = "\n".join(
+        f"{r['parameter']:>10} z={r['z']:+.2f} sd_ratio={r['sd_ratio']:.3f} ess={r['ess']:.0f}"
+        for r in rows
+    )
     print(f"{name}\n{table}")
     for row in rows:
         assert abs(row["z"]) < 4.0, table

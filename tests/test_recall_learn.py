@@ -359,7 +359,7 @@ def test_model_errors(y):
         RecallLearn(discrete, opt).init(key, 1.0)
     with pytest.raises(ValueError, match="'y' of the joint model is a discrete"):
         RecallLearn(discrete_visible, opt, negative_phase=True).init(key, 1.0)
-    with pytest.raises(NotImplementedError, match="'m'.*subsampled"):
+    with pytest.raises(ValueError, match="'m'.*subsampled"):
         RecallLearn(global_latent, opt).init(key, y)
     with pytest.raises(ValueError, match="init_params"):
         RecallLearn(toy_model, opt).init(key, y, init_params={"nope": 1.0})

@@ -124,7 +124,7 @@ def inspect_model(
                 param_transforms[name] = biject_to(constraint)
             param_values[name] = site["value"]
             if any(f.name in plates for f in site["cond_indep_stack"]):
-                raise NotImplementedError(
+                raise ValueError(
                     f"Parameter '{name}' lies inside the subsampled plate; RecallLearn learns "
                     "global parameters only. Move it out of the plate or do not subsample."
                 )
@@ -146,7 +146,7 @@ def inspect_model(
                 if f.name in plates
             )
             if plates and {p for p, _ in axes} != set(plates):
-                raise NotImplementedError(
+                raise ValueError(
                     f"Latent site '{name}' of the {role} is not inside every subsampled plate "
                     f"({sorted(plates)}). With data subsampling RecallLearn supports local latents "
                     "only (one per data point, inside the subsampled plate): make global latents "

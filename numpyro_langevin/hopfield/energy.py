@@ -359,7 +359,7 @@ class Hopfield:
         ``Langevin(model.model, mobility=model.site_mobility)``).
         """
         if not (self.visible.diagonal and self.hidden.diagonal):
-            raise NotImplementedError(
+            raise ValueError(
                 "site_mobility needs separable (diagonal) Lagrangians; use the flat "
                 "`mobility` with `potential_fn` for a dense one."
             )

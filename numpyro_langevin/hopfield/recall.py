@@ -211,7 +211,7 @@ def recall(
     if method not in ("sample", "anneal"):
         raise ValueError(f"`method` must be 'sample' or 'anneal', got {method!r}.")
     if not (hopfield.visible.diagonal and hopfield.hidden.diagonal):
-        raise NotImplementedError("recall needs separable (diagonal) Lagrangians.")
+        raise ValueError("recall needs separable (diagonal) Lagrangians.")
     v = jnp.asarray(v)
     mask = jnp.asarray(mask, dtype=bool)
     if v.shape != mask.shape or v.shape[-1] != hopfield.num_visible:
