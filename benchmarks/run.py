@@ -24,6 +24,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
+import gc  # noqa: E402
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -99,6 +100,31 @@ QUICK_TARGETS = ["gaussian_100d", "funnel_10d", "eight_schools_noncentered"]
 OVERHEAD_TARGETS = ["eight_schools_noncentered", "logistic_breast_cancer", "gaussian_100d"]
 
 
+def _write(out, results, meta, regimes, failures, start, complete) -> None:
+    """Write the outputs (after each regime too, so a crash leaves what was measured)."""
+    meta["total_s"] = time.perf_counter() - start
+    notes = []
+    if not complete:
+        notes.append("**Partial**: the run has not finished (or did not); later sections missing.")
+    if failures:
+        notes.append(
+            "Failed runs (left out of the medians):\n\n" + "\n".join(f"- {f}" for f in failures)
+        )
+    meta["notes"] = "\n\n".join(notes)
+    meta.setdefault("overhead_ratio", None)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {}
+    for regime in regimes:
+        png = f"ess_per_s_{'many' if 'vectorized' in regime else 'main'}.png"
+        report.plot(out / png, results, regime)
+        plots[regime] = png
+    report.write_json(out / "results.json", results, meta)
+    report.write_markdown(out / "RESULTS.md", results, meta, plots, PROTOCOL)
+    print(
+        f"wrote {out / 'results.json'}, {out / 'RESULTS.md'} ({meta['total_s']:.0f} s)", flush=True
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small budgets, few targets")
@@ -168,6 +194,11 @@ def main(argv: list[str] | None = None) -> dict:
                         print(f"  FAILED {t.name} / {s.name}: {err!r}", flush=True)
                         failures.append(f"{regime}, {t.name}, {s.name}, repetition {rep}: {err!r}")
                         continue
+                    # Loaded executables pile up (NumPyro reloads its loop on every run) until
+                    # LLVM runs out of mappable code memory: drop JAX's in-memory caches (the
+                    # persistent cache on disk stays, reloads are on the compile clock).
+                    jax.clear_caches()
+                    gc.collect()
                     rec = records[id(runner)][-1]
                     print(
                         f"[{regime}] rep {rep} {t.name:26s} {s.name:22s} "
@@ -182,6 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
                 row = {"target": name, "sampler": s.name, "regime": regime}
                 row.update(summarize(records[id(runner)]))
                 results.append(row)
+            done = [r for r in configs if any(x["regime"] == r for x in results)]
+            _write(args.out, results, meta, done, failures, start, complete=False)
         meta["overhead_ratio"] = None
         if not args.no_overhead:
             sizes = dict(num_warmup=200, n_short=300, n_long=1500, reps=3) if args.quick else {}
@@ -189,30 +222,18 @@ def main(argv: list[str] | None = None) -> dict:
             chosen = [by_name[n] for n in OVERHEAD_TARGETS if n in by_name]
             if args.quick:
                 chosen = chosen[:1]
-            per_step = [overhead.per_step_overhead(t, **sizes) for t in chosen]
-            fixed = [overhead.fixed_run_cost(t) for t in chosen]
+            per_step, fixed = [], []
+            for t in chosen:
+                per_step.append(overhead.per_step_overhead(t, **sizes))
+                fixed.append(overhead.fixed_run_cost(t))
+                jax.clear_caches()
             meta["overhead"] = {"per_step": per_step, "fixed": fixed}
             meta["overhead_ratio"] = max(o["ratio"] for o in per_step)
             meta["overhead_text"] = overhead.EXPLANATION
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
-    meta["total_s"] = time.perf_counter() - start
-    if failures:
-        meta["notes"] = "Failed runs (left out of the medians):\n\n" + "\n".join(
-            f"- {f}" for f in failures
-        )
-    args.out.mkdir(parents=True, exist_ok=True)
-    plots = {}
-    for regime in configs:
-        png = f"ess_per_s_{'many' if 'vectorized' in regime else 'main'}.png"
-        report.plot(args.out / png, results, regime)
-        plots[regime] = png
-    report.write_json(args.out / "results.json", results, meta)
-    report.write_markdown(args.out / "RESULTS.md", results, meta, plots, PROTOCOL)
-    print(
-        f"wrote {args.out / 'results.json'}, {args.out / 'RESULTS.md'} ({meta['total_s']:.0f} s)"
-    )
+    _write(args.out, results, meta, list(configs), failures, start, complete=True)
     return meta
 
 

@@ -235,6 +235,29 @@ def test_second_run_on_new_data_samples_the_new_posterior(jit_model_args):
         assert max(map(abs, z)) < Z_MAX, (float(y.mean()), z)
 
 
+def test_no_retracing_on_new_data_of_the_same_shape(monkeypatch):
+    """With jit_model_args=True a second run on new data reuses the compiled step."""
+    traces = []
+    move = Langevin._move
+
+    def counting_move(self, *args):
+        traces.append(1)
+        return move(self, *args)
+
+    monkeypatch.setattr(Langevin, "_move", counting_move)
+    mcmc = MCMC(
+        Langevin(normal_model),
+        num_warmup=20,
+        num_samples=20,
+        progress_bar=False,
+        jit_model_args=True,
+    )
+    mcmc.run(jax.random.PRNGKey(8), Y)
+    first = len(traces)
+    mcmc.run(jax.random.PRNGKey(9), Y + 1.0)
+    assert first >= 1 and len(traces) == first
+
+
 def test_resume_from_post_warmup_state_keeps_adaptation_frozen():
     mcmc = MCMC(Langevin(normal_model), num_warmup=300, num_samples=200, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(5), Y)
