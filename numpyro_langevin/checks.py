@@ -25,6 +25,7 @@ __all__ = [
     "continuous_latents",
     "trace_model",
     "finite_start",
+    "init_params_match",
 ]
 
 
@@ -46,7 +47,10 @@ def positive_scalar(name: str, value, hint: str) -> float:
 
 def probability(name: str, value) -> float:
     """``value`` must lie strictly between 0 and 1."""
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a number between 0 and 1, got {value!r}.") from err
     if not 0.0 < value < 1.0:
         raise ValueError(f"`{name}` must lie strictly between 0 and 1, got {value}.")
     return value
@@ -117,6 +121,22 @@ def mobility_values(fn, position: jax.Array) -> None:
     """Check the callable mobility at the initial position (concrete positions only)."""
     if _is_concrete(position):
         _check_matrix_values(np.asarray(fn(position)), "returned at the initial position")
+
+
+def init_params_match(init_params, expected) -> None:
+    """User ``init_params`` must have the sites and shapes of the model's own (unconstrained)
+    initial values, which carry the leading ``num_chains`` axis when chains are vectorized."""
+    got_shapes = jax.tree.map(np.shape, init_params)
+    want_shapes = jax.tree.map(np.shape, expected)
+    if (
+        jax.tree.structure(got_shapes) != jax.tree.structure(want_shapes)
+        or got_shapes != want_shapes
+    ):
+        raise ValueError(
+            "`init_params` must give every latent site of the model, unconstrained, with these "
+            f"shapes: {want_shapes} (a leading axis of size num_chains when num_chains > 1); "
+            f"got {got_shapes}."
+        )
 
 
 def finite_start(energy, grad) -> None:

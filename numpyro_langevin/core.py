@@ -91,6 +91,9 @@ class LangevinState(NamedTuple):
     antisymmetric_drift
         :math:`T\\nabla\\cdot A(x) - A(x)\\nabla E(x)`, or ``None`` without an antisymmetric
         part.
+    temperature
+        The :math:`T` the state (its drift) was built with; :func:`step` uses it unless given
+        another.
     """
 
     position: Array
@@ -99,6 +102,7 @@ class LangevinState(NamedTuple):
     mobility: Mobility
     drift: Array
     antisymmetric_drift: Array | None = None
+    temperature: Array | None = None
 
 
 class LangevinInfo(NamedTuple):
@@ -142,10 +146,11 @@ def _state_at(
     energy, grad = jax.value_and_grad(potential_fn)(position)
     m = mobility_fn(position)
     b = drift(m, grad, temperature)
+    t = jnp.asarray(temperature, dtype=position.dtype)
     if antisymmetric_fn is None:
-        return LangevinState(position, energy, grad, m, b)
+        return LangevinState(position, energy, grad, m, b, None, t)
     b_anti = nonrev.drift(antisymmetric_fn(position), grad, temperature)
-    return LangevinState(position, energy, grad, m, b + b_anti, b_anti)
+    return LangevinState(position, energy, grad, m, b + b_anti, b_anti, t)
 
 
 def init(
@@ -215,7 +220,7 @@ def step(
     potential_fn: PotentialFn,
     mobility_fn: MobilityFn,
     step_size: Array,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     metropolis: bool = True,
     antisymmetric_fn: AntisymmetricFn | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
@@ -227,8 +232,11 @@ def step(
         PRNG key; split into one key for the noise :math:`\\xi` and one for the accept test.
     state
         Current :class:`LangevinState`.
-    potential_fn, mobility_fn, temperature
+    potential_fn, mobility_fn
         As in :func:`init`; the same ones that built ``state``.
+    temperature
+        :math:`T`; ``None`` (default): the one ``state`` was built with (its cached drift
+        depends on it). Pass another only to change it on purpose, e.g. when annealing.
     step_size
         :math:`h > 0`.
     metropolis
@@ -243,6 +251,8 @@ def step(
         The next state and what happened.
     """
     x = state.position
+    if temperature is None:
+        temperature = state.temperature
     step_size = jnp.asarray(step_size, dtype=x.dtype)
     key_noise, key_accept = jax.random.split(rng_key)
     xi = jax.random.normal(key_noise, x.shape, dtype=x.dtype)

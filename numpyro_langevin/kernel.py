@@ -199,9 +199,12 @@ class Langevin(MCMCKernel):
             raise TypeError(
                 f"`dense_mobility` must be None, True or False, got {dense_mobility!r}."
             )
+        for name, flag in (("metropolis", metropolis), ("adapt_step_size", adapt_step_size)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"`{name}` must be True or False, got {flag!r}.")
         self._mobility = mobility
-        self._metropolis = bool(metropolis)
-        self._adapt_step_size = bool(adapt_step_size)
+        self._metropolis = metropolis
+        self._adapt_step_size = adapt_step_size
         if adapt_mobility not in (True, False, "covariance", "fisher"):
             raise ValueError(
                 "`adapt_mobility` must be True or 'covariance' (Welford estimate of the "
@@ -320,6 +323,8 @@ class Langevin(MCMCKernel):
             self._postprocess_fn_gen = info.postprocess_fn
             if init_params is None:
                 init_params = info.param_info.z
+            else:
+                checks.init_params_match(init_params, info.param_info.z)
         elif init_params is None:
             raise ValueError(
                 "A kernel built from `potential_fn` needs a starting point: pass `init_params` "

@@ -251,3 +251,23 @@ def test_temperature_scales_the_variance(temperature):
     assert acc > 0.3
     z = z_scores(pos, *gaussian_moments(2, variance=temperature))
     assert max(abs(v) for v in z.values()) < Z_MAX, z
+
+
+def test_step_defaults_to_the_temperature_the_state_was_built_with():
+    """init at T = 2, step without a temperature: the chains stay at N(0, 2)."""
+    mobility_fn = mob.constant(jnp.ones(1))
+
+    def chain(key, x):
+        state = core.init(x, standard_normal_energy, mobility_fn, temperature=2.0)
+
+        def body(state, key):
+            return core.step(key, state, standard_normal_energy, mobility_fn, 0.5)[0], None
+
+        return jax.lax.scan(body, state, jax.random.split(key, 30))[0].position
+
+    x0 = np.sqrt(2.0) * jax.random.normal(jax.random.PRNGKey(40), (10_000, 1))
+    pos = np.asarray(
+        jax.jit(jax.vmap(chain))(jax.random.split(jax.random.PRNGKey(41), 10_000), x0)
+    )
+    z = z_scores(pos, *gaussian_moments(1, variance=2.0))
+    assert max(abs(v) for v in z.values()) < Z_MAX, z

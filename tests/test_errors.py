@@ -37,6 +37,9 @@ def init(kernel, init_params=None, args=()):
         ({"model": model, "target_accept_prob": 1.5}, ValueError, ["target_accept_prob"]),
         ({"model": model, "dense_mobility": "yes"}, TypeError, ["dense_mobility"]),
         ({"model": model, "mobility": jnp.ones((2, 2, 2))}, ValueError, ["(d,) or (d, d)"]),
+        ({"model": model, "metropolis": "False"}, TypeError, ["`metropolis`", "True or False"]),
+        ({"model": model, "target_accept_prob": "high"}, TypeError, ["target_accept_prob"]),
+        ({"model": model, "steps_per_sample": 0}, ValueError, ["steps_per_sample"]),
     ],
 )
 def test_construction_errors(kwargs, error, words):
@@ -89,3 +92,10 @@ def test_potential_fn_needs_init_params():
 def test_potential_fn_must_be_finite_at_the_start():
     with pytest.raises(ValueError, match="not finite at `init_params`"):
         init(Langevin(potential_fn=lambda x: jnp.log(x[0])), init_params=jnp.array([-1.0, 0.0]))
+
+
+@pytest.mark.parametrize("params", [{"x": jnp.zeros(3)}, {"y": jnp.zeros(2)}])
+def test_init_params_must_match_the_model_sites(params):
+    with pytest.raises(ValueError) as info:
+        init(Langevin(model), init_params=params)
+    assert "init_params" in str(info.value) and "'x': (2,)" in str(info.value)
