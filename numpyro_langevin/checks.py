@@ -95,17 +95,23 @@ def constant_mobility(matrix, dim: int) -> jax.Array:
     return jnp.asarray(matrix, dtype=jnp.result_type(float))
 
 
+def output_shape(fn, position: jax.Array, name: str, returns: str):
+    """``jax.eval_shape`` of a user callable at the initial position, with an error that says
+    how the callable is called when it fails."""
+    try:
+        return jax.eval_shape(fn, position)
+    except Exception as err:  # report the user's error with the context they need
+        raise TypeError(
+            f"Calling the `{name}` callable on the initial position failed. It must take the "
+            "position as the potential takes it (a dict of unconstrained sites for a model) "
+            f"and return {returns}: {type(err).__name__}: {err}"
+        ) from err
+
+
 def mobility_shape(fn, position: jax.Array) -> bool:
     """Shape-check a mobility callable on flat ``position``; return whether it is diagonal."""
     dim = position.shape[0]
-    try:
-        out = jax.eval_shape(fn, position)
-    except Exception as err:  # report the user's error with the context they need
-        raise TypeError(
-            "Calling the `mobility` callable on the initial position failed. It must take the "
-            "position as the potential takes it (a dict of unconstrained sites for a model) "
-            f"and return a JAX array: {type(err).__name__}: {err}"
-        ) from err
+    out = output_shape(fn, position, "mobility", "a JAX array")
     if not hasattr(out, "shape") or out.shape not in ((dim,), (dim, dim)):
         raise ValueError(
             f"The `mobility` callable must return shape ({dim},) (diagonal) or ({dim}, {dim}) "

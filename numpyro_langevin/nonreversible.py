@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_langevin import checks
+
 Array = jax.Array
 
 __all__ = [
@@ -133,14 +135,7 @@ def check_matrix(matrix, dim: int) -> jax.Array:
 def check_callable(fn: Callable[[Array], Array], position: Array) -> None:
     """Shape-check an antisymmetric callable on flat ``position`` and check its value there."""
     dim = position.shape[0]
-    try:
-        out = jax.eval_shape(fn, position)
-    except Exception as err:  # report the user's error with the context they need
-        raise TypeError(
-            "Calling the `antisymmetric` callable on the initial position failed. It must take "
-            "the position as the potential takes it (a dict of unconstrained sites for a "
-            f"model) and return a (d, d) array: {type(err).__name__}: {err}"
-        ) from err
+    out = checks.output_shape(fn, position, "antisymmetric", "a (d, d) array")
     if getattr(out, "shape", None) != (dim, dim):
         raise ValueError(
             f"The `antisymmetric` callable must return shape ({dim}, {dim}); it returned "
