@@ -49,11 +49,16 @@ def _slope(time_of, n_short: int, n_long: int, reps: int) -> tuple[float, float]
 
 
 def per_step_overhead(
-    target: Target, num_warmup: int = 500, n_short: int = 1000, n_long: int = 5000, reps: int = 5
+    target: Target,
+    num_warmup: int = 500,
+    n_short: int = 2000,
+    n_long: int = 20000,
+    reps: int = 5,
+    **kernel_kwargs,
 ) -> dict:
     """Seconds per step: bare core loop, kernel in a bare loop, and inside ``MCMC``."""
     kwargs = target.kwargs
-    kernel = Langevin(target.model)
+    kernel = Langevin(target.model, **kernel_kwargs)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=n_short, progress_bar=False)
     mcmc.warmup(jax.random.key(0), **kwargs)
     state = mcmc.post_warmup_state
