@@ -34,7 +34,10 @@ from benchmarks.clock import timed
 from benchmarks.targets import Target
 from numpyro_langevin import Langevin, core
 
-__all__ = ["per_step_overhead", "fixed_run_cost"]
+__all__ = ["per_step_overhead", "fixed_run_cost", "AMORTISED_STEPS"]
+
+#: Langevin steps per collected draw in the amortised MCMC measurement.
+AMORTISED_STEPS = 10
 
 
 def _slope(time_of, n_short: int, n_long: int, reps: int) -> tuple[float, float]:
@@ -119,10 +122,32 @@ def per_step_overhead(
             jax.block_until_ready(mcmc.get_samples())
         return clock.sampling
 
+    # The same MCMC with 10 Langevin steps per collected draw (``steps_per_sample=10``): the
+    # driver's per-draw work is paid once per 10 steps.
+    amortised = MCMC(
+        Langevin(target.model, steps_per_sample=AMORTISED_STEPS, **kernel_kwargs),
+        num_warmup=max(num_warmup // AMORTISED_STEPS, 1),
+        num_samples=n_short,
+        progress_bar=False,
+    )
+    amortised.warmup(jax.random.key(0), **kwargs)
+    amortised_state = amortised.post_warmup_state
+
+    def amortised_time(n):
+        n_draws = max(n // AMORTISED_STEPS, 1)
+        amortised.num_samples = n_draws
+        amortised.post_warmup_state = amortised_state
+        amortised.run(jax.random.key(4), **kwargs)
+        with timed() as clock:
+            amortised.run(jax.random.key(5), **kwargs)
+            jax.block_until_ready(amortised.get_samples())
+        return clock.sampling
+
     bare, _ = _slope(timer("bare", bare_loop, state.core), n_short, n_long, reps)
     in_kernel, _ = _slope(timer("kernel", kernel_loop, state), n_short, n_long, reps)
     with_post, _ = _slope(timer("post", postprocess_loop, state), n_short, n_long, reps)
     in_mcmc, fixed = _slope(mcmc_time, n_short, n_long, reps)
+    in_amortised, _ = _slope(amortised_time, n_short, n_long, reps)
     return {
         "target": target.name,
         "dim": target.dim,
@@ -132,6 +157,8 @@ def per_step_overhead(
         "mcmc_us": in_mcmc * 1e6,
         "ratio": in_mcmc / bare,
         "kernel_ratio": in_kernel / bare,
+        "mcmc_steps10_us": in_amortised * 1e6,
+        "ratio_steps10": in_amortised / bare,
         "mcmc_fixed_warm_s": fixed,
     }
 

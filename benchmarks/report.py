@@ -212,20 +212,25 @@ def write_markdown(
             "",
             "| target | d | bare `lax.scan` of `core.step` (µs/step) | `Langevin.sample` in "
             "`lax.scan` (µs/step) | + `postprocess_fn` per draw (µs/step) | inside `MCMC` "
-            "(µs/step) | MCMC / bare | driver fixed cost, warm state (ms) |",
-            "|---|---|---|---|---|---|---|---|",
+            "(µs/step) | MCMC / bare | `MCMC`, 10 steps per draw (µs/step) | its ratio | "
+            "driver fixed cost, warm state (ms) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for o in ov["per_step"]:
             out.append(
                 f"| {o['target']} | {o['dim']} | {_fmt(o['bare_us'])} | {_fmt(o['kernel_us'])} | "
                 f"{_fmt(o['postprocess_us'])} | "
                 f"{_fmt(o['mcmc_us'])} | {_fmt(o['ratio'], 2)} | "
+                f"{_fmt(o.get('mcmc_steps10_us'))} | {_fmt(o.get('ratio_steps10'), 2)} | "
                 f"{_fmt(1e3 * o['mcmc_fixed_warm_s'])} |"
             )
         out += [
             "",
             f"`overhead_ratio` in `results.json`: **{_fmt(meta['overhead_ratio'], 3)}** "
-            "(the largest MCMC / bare ratio above).",
+            "(the largest MCMC / bare ratio above, one Langevin step per collected draw: "
+            "the default). What `MCMC` adds per draw — the model's `postprocess_fn` and the "
+            "collection — is NumPyro's driver, paid per draw by every kernel; with "
+            "`steps_per_sample=10` it is paid once per 10 steps (the column before last).",
             "",
             "Fixed cost of a repeated `MCMC.run` (10 warmup + 10 draws, one chain; sampling "
             "clock, i.e. without tracing/compiling; wall clock in parentheses):",
