@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/run.py           # full run (about 15 min on a quiet 2-core machine)
-    python benchmarks/run.py --quick   # smoke run, a few minutes
+    python benchmarks/run.py           # full run (about 20 min on a quiet 2-core machine)
+    python benchmarks/run.py --quick   # smoke run, about 5 min
 
 Options select targets (``--targets``), the posteriordb directory (``--posteriordb``, default
 ``../shared/posteriordb`` relative to the repository root), the output directory and the number

@@ -14,6 +14,11 @@ covariance estimate, so the adaptation is unchanged by a rescaling of any coordi
 
 The Hessian costs :math:`d` gradient evaluations, once per chain at ``init``; above
 ``HESSIAN_MAX_DIM`` dimensions it is skipped (:math:`s = 1`, identity start).
+
+For a dense mobility the kernel also replaces NumPyro's shrinkage at the end of each slow
+window: the window's estimate is averaged with the previous mobility, weighted as ``n`` draws
+against ``10 d`` (:func:`numpyro_langevin.kernel._shrink_to_previous`), so a window shorter than
+the dimension cannot leave directions with next to no mobility.
 """
 
 from __future__ import annotations
