@@ -3,9 +3,10 @@
 A Hopfield network with 64 linear visible neurons and leaky-ReLU hidden neurons (energy
 E(v, h) of Krotov & Hopfield 2021, see ``numpyro_langevin.hopfield``) is learned by maximum
 likelihood of exp(-E/T) with persistent contrastive divergence: Langevin recall of the hidden
-units for every training digit (positive phase) and Langevin samples of the joint (negative
-phase), both moved with the Hopfield mobility K = (d^2 L)^-1, whose gradient flow is the classic
-Hopfield dynamics. The temperature T is learned too.
+units for every training digit (positive phase, Hopfield mobility K = (d^2 L)^-1, whose gradient
+flow is the classic Hopfield dynamics) and Langevin samples of the joint (negative phase, with the
+particles' own covariance as a constant mobility so that every mode of the joint relaxes at the
+same rate). The temperature T is learned too.
 
 The held-out digits are then masked -- (a) a random 50% of the pixels, (b) the bottom half -- and
 the masked pixels are filled by Langevin recall of the unclamped units (posterior mean). The MSE
@@ -86,13 +87,17 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def rbm_fill(x_train, x, mask, num_iter, sweeps=200, burn=50, seed=0):
-    """BernoulliRBM (100 hidden, PCD) with clamped Gibbs sampling; the fill is the average of
-    p(v_m = 1 | h) over the sweeps after burn-in."""
+def fit_rbm(x_train, num_iter, seed=0):
+    """scikit-learn's BernoulliRBM: 100 hidden units, persistent CD."""
     rbm = BernoulliRBM(
         n_components=100, learning_rate=0.06, batch_size=10, n_iter=num_iter, random_state=seed
     )
-    rbm.fit(x_train)
+    return rbm.fit(x_train)
+
+
+def rbm_fill(rbm, x_train, x, mask, sweeps=200, burn=50, seed=0):
+    """Clamped Gibbs sampling; the fill is the average of p(v_m = 1 | h) over the sweeps after
+    burn-in."""
     rng = np.random.default_rng(seed)
     w, b_h, b_v = rbm.components_, rbm.intercept_hidden_, rbm.intercept_visible_
     v = np.where(mask, x_train.mean(0), x)
@@ -129,6 +134,7 @@ def train_hopfield(x_train, args):
         joint_recall_steps=args.joint_recall_steps,
         step_size=0.3,
         average_from=(3 * args.steps) // 4,
+        joint_mobility=args.joint_mobility,
     )
     t0 = time.time()
 
@@ -215,11 +221,12 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--slope", type=float, default=0.1)
     parser.add_argument("--temperature", type=float, default=0.05, help="initial T")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--joint-particles", type=int, default=1000)
     parser.add_argument("--recall-steps", type=int, default=3)
-    parser.add_argument("--joint-recall-steps", type=int, default=5)
+    parser.add_argument("--joint-recall-steps", type=int, default=20)
+    parser.add_argument("--joint-mobility", choices=["ensemble", "hopfield"], default="ensemble")
     parser.add_argument("--recall-num-steps", type=int, default=400)
     parser.add_argument("--recall-chains", type=int, default=4)
     parser.add_argument("--recall-method", choices=["sample", "anneal"], default="sample")
@@ -237,7 +244,7 @@ def main(argv=None):
     masks = make_masks(x_test)
     print(f"digits: {x_train.shape[0]} train, {x_test.shape[0]} test")
 
-    print("learning the Hopfield network (PCD, Hopfield mobility)...")
+    print("learning the Hopfield network (PCD)...")
     model, result = train_hopfield(x_train, args)
     params = result.params
     print(f"  learned T = {float(params['temperature']):.4f}; {model}")
@@ -255,8 +262,9 @@ def main(argv=None):
         results["ppca20"][name] = masked_mse(ppca_fill(x_train, x_test, mask), x_test, mask)
         results["mean_fill"][name] = masked_mse(mean_fill(x_train, x_test, mask), x_test, mask)
     print("fitting the BernoulliRBM baseline...")
+    rbm = fit_rbm(x_train, args.rbm_iter)
     for name, mask in masks.items():
-        fill = rbm_fill(x_train, x_test, mask, args.rbm_iter)
+        fill = rbm_fill(rbm, x_train, x_test, mask)
         results["rbm"][name] = masked_mse(fill, x_test, mask)
 
     print("\nMSE on the masked pixels (360 held-out digits):")

@@ -15,9 +15,12 @@ the difference is the Hebbian minus anti-Hebbian rule
 :math:`\langle g(v)f(h)^\top\rangle_{\text{joint}} - \langle g(v)f(h)^\top\rangle_{\text{data}}`
 (divided by :math:`T`).
 
-Every particle is moved by :func:`numpyro_langevin.core.step` with the Hopfield mobility
-:math:`K = (\partial^2 L)^{-1}` and its own Metropolis–Hastings test (one test per data point and
-particle, so the step size does not shrink with the data set's size); one step size per phase is
+Every particle is moved by :func:`numpyro_langevin.core.step` with its own Metropolis–Hastings
+test (one test per data point and particle, so the step size does not shrink with the data set's
+size): the positive phase with the Hopfield mobility :math:`K = (\partial^2 L)^{-1}`, the
+negative phase by default with the joint particles' covariance (see ``joint_mobility`` of
+:class:`PCD`: with the Hopfield mobility the joint relaxes too slowly near
+:math:`\|U\|_2 \to 1` for persistent chains to follow the parameters); one step size per phase is
 adapted toward acceptance 0.574 by a constant-gain Robbins–Monro update of :math:`\log h`.
 
 .. note::
@@ -141,14 +144,21 @@ class PCD:
     average_from
         Iteration from which the parameters are averaged (Polyak–Ruppert); ``None``: no average.
     joint_mobility
-        ``"hopfield"`` (default): the negative phase uses :math:`K = (\partial^2 L)^{-1}` too.
-        ``"ensemble"``: a constant dense :math:`K` equal to the covariance of the joint particles
-        at the start of each iteration (plus a ridge of 1e-6 of its mean variance). Near the
-        normalisability bound the joint has a mode of relaxation rate :math:`1 - \|U\|_2` under
-        the Hopfield dynamics (about 60 time units for PPCA-10 on digits); persistent chains then
-        lag the parameters and the learning loop oscillates unless the learning rate is tiny. The
-        ensemble mobility makes every mode relax at the same rate. It depends on all particles,
-        so with :math:`M` particles each chain is exact only up to :math:`O(1/M)`.
+        ``"ensemble"`` (default): a constant dense :math:`K` equal to the covariance of the joint
+        particles at the start of each iteration (plus a ridge of 1e-6 of its mean variance), so
+        that every mode of a near-Gaussian joint relaxes at the same rate (an ensemble
+        preconditioner in the spirit of Garbuno-Inigo, Hoffmann, Li & Stuart 2020). It depends
+        on all particles, so with :math:`M` particles each chain is exact only up to
+        :math:`O(1/M)`. ``"hopfield"``: the negative phase uses :math:`K = (\partial^2 L)^{-1}`
+        too. Near the normalisability bound the joint then has a mode of relaxation rate
+        :math:`1 - \|U\|_2` (about 60 time units for PPCA-10 on digits); persistent chains lag
+        the parameters and learning stalls or runs away. Measured with ``"ensemble"`` on
+        PPCA-10 (digits, T learned from 0.1, closed-form optimum 17.587 nats per digit): 40 joint
+        steps per update reach 17.535 (0.3% below the optimum) in 1,000 updates
+        (``examples/hopfield_ppca.py``). Progress per update is set by how far the joint
+        particles relax in one update, not by the learning rate: with 10 joint steps, Adam at
+        0.01 and at 0.03 gave the same trajectory (16.0 and 16.3 after 800 updates), with 40
+        steps 16.85 after 400.
     """
 
     def __init__(
@@ -164,7 +174,7 @@ class PCD:
         metropolis: bool = True,
         step_size: float = 0.1,
         average_from: int | None = None,
-        joint_mobility: str = "hopfield",
+        joint_mobility: str = "ensemble",
     ) -> None:
         if joint_mobility not in ("hopfield", "ensemble"):
             raise ValueError(
