@@ -1,12 +1,12 @@
 """Continuous Hopfield network on scikit-learn digits: learn, then complete masked digits.
 
-A Hopfield network with 64 linear visible neurons and leaky-ReLU hidden neurons (energy
+A Hopfield network with 64 linear visible neurons and 50 leaky-ReLU hidden neurons (energy
 E(v, h) of Krotov & Hopfield 2021, see ``numpyro_langevin.hopfield``) is learned by maximum
 likelihood of exp(-E/T) with persistent contrastive divergence: Langevin recall of the hidden
 units for every training digit (positive phase, Hopfield mobility K = (d^2 L)^-1, whose gradient
 flow is the classic Hopfield dynamics) and Langevin samples of the joint (negative phase, with the
-particles' own covariance as a constant mobility so that every mode of the joint relaxes at the
-same rate). The temperature T is learned too.
+inverse of the mean Hessian of E as a constant mobility so that every mode of the joint relaxes at
+the same rate). The temperature T is learned too.
 
 The held-out digits are then masked -- (a) a random 50% of the pixels, (b) the bottom half -- and
 the masked pixels are filled by Langevin recall of the unclamped units (posterior mean). The MSE
@@ -19,7 +19,7 @@ Outputs (under ``examples/output/``): ``hopfield_digits.json`` with the MSEs, sh
 "mean_fill": {...}}``, ``hopfield_digits_recall.png`` (original / masked / recalled digits) and
 ``hopfield_digits_U.png`` (columns of the learned coupling U).
 
-Run ``python examples/hopfield_digits.py`` (a few minutes on 2 CPU cores) or with ``--quick``
+Run ``python examples/hopfield_digits.py`` (about 3 minutes on 2 CPU cores) or with ``--quick``
 (a smoke test of about half a minute).
 """
 
@@ -124,7 +124,8 @@ def train_hopfield(x_train, args):
         learn_temperature=True,
         init_scale=0.05,
     )
-    schedule = optax.exponential_decay(args.lr, args.steps, 0.05)
+    switch = int(0.6 * args.steps)
+    schedule = optax.piecewise_constant_schedule(args.lr, {switch: 1 / 3})
     pcd = PCD(
         model,
         optax.adam(schedule),
@@ -133,7 +134,7 @@ def train_hopfield(x_train, args):
         recall_steps=args.recall_steps,
         joint_recall_steps=args.joint_recall_steps,
         step_size=0.3,
-        average_from=(3 * args.steps) // 4,
+        average_from=switch,
         joint_mobility=args.joint_mobility,
     )
     t0 = time.time()
@@ -218,15 +219,17 @@ def main(argv=None):
     global OUTPUT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test (CI)")
-    parser.add_argument("--hidden", type=int, default=100)
-    parser.add_argument("--slope", type=float, default=0.1)
+    parser.add_argument("--hidden", type=int, default=50)
+    parser.add_argument("--slope", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=0.05, help="initial T")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--joint-particles", type=int, default=1000)
     parser.add_argument("--recall-steps", type=int, default=3)
-    parser.add_argument("--joint-recall-steps", type=int, default=20)
-    parser.add_argument("--joint-mobility", choices=["ensemble", "hopfield"], default="ensemble")
+    parser.add_argument("--joint-recall-steps", type=int, default=10)
+    parser.add_argument(
+        "--joint-mobility", choices=["curvature", "ensemble", "hopfield"], default="curvature"
+    )
     parser.add_argument("--recall-num-steps", type=int, default=400)
     parser.add_argument("--recall-chains", type=int, default=4)
     parser.add_argument("--recall-method", choices=["sample", "anneal"], default="sample")

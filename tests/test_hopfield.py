@@ -160,6 +160,22 @@ def test_hebbian_gradient_matches_autodiff():
     np.testing.assert_allclose(-grad_i, g, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("hidden", [hf.identity(), hf.leaky_relu(0.2)], ids=["identity", "leaky"])
+def test_mean_hessian_is_the_average_autodiff_hessian(hidden):
+    """Identity visible units: the closed-form mean Hessian equals the average of autodiff
+    Hessians over configurations (away from kinks), and is positive definite for |U| < 1."""
+    model = hf.Hopfield(6, 4, hf.identity(), hidden)
+    params = model.resolve(model.init_params(jax.random.PRNGKey(0)))
+    params["U"] = 0.95 * params["U"] / jnp.linalg.norm(params["U"], 2)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (64, model.dim))
+    auto = jnp.mean(
+        jax.vmap(jax.hessian(lambda x: model.energy(params, *model.split(x))))(xs), axis=0
+    )
+    closed = model.mean_hessian(params, xs)
+    np.testing.assert_allclose(closed, auto, rtol=1e-5, atol=1e-6)
+    assert np.linalg.eigvalsh(np.asarray(closed)).min() > 0
+
+
 def test_contractive_coupling_is_inside_the_unit_ball():
     v = 10.0 * jax.random.normal(jax.random.PRNGKey(0), (6, 4))
     u = hf.Hopfield.contract(v)
@@ -363,7 +379,8 @@ def test_recall_argument_errors(ppca_model):
 # ---------------------------------------------------------------- learning
 
 
-def test_pcd_gradient_matches_the_exact_likelihood_gradient(digits):
+@pytest.mark.parametrize("joint_mobility", ["curvature", "ensemble"])
+def test_pcd_gradient_matches_the_exact_likelihood_gradient(digits, joint_mobility):
     """Identity Lagrangians: the persistent-particle estimate of the log-likelihood gradient in
     (V, I) agrees with autodiff of the exact PPCA log-likelihood (Hebbian minus anti-Hebbian)."""
     import optax
@@ -391,7 +408,7 @@ def test_pcd_gradient_matches_the_exact_likelihood_gradient(digits):
     exact = jax.grad(nll)(u0)
     pcd = PCD(
         model, optax.sgd(0.0), num_joint_particles=500, recall_steps=3, joint_recall_steps=5,
-        joint_mobility="ensemble",
+        joint_mobility=joint_mobility,
     )  # fmt: skip
     energy = jax.vmap(lambda up, v, h: model.energy(_to_constrained(up), v, h), (None, 0, 0))
 
