@@ -31,6 +31,7 @@ __all__ = [
     "Mobility",
     "MobilityFn",
     "constant",
+    "constant_value",
     "position_dependent",
     "from_adapt_state",
     "apply",
@@ -124,7 +125,27 @@ def constant(matrix: Array) -> MobilityFn:
     else:
         eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype)
         m = m._replace(inv_sqrt=solve_triangular(m.sqrt, eye, lower=True))
-    return lambda x: m
+    return _Constant(m)
+
+
+class _Constant:
+    """A mobility function that returns the same :class:`Mobility` everywhere (see
+    :func:`constant_value`)."""
+
+    def __init__(self, value: Mobility) -> None:
+        self.value = value
+
+    def __call__(self, x: Array) -> Mobility:
+        return self.value
+
+
+def constant_value(mobility_fn: MobilityFn) -> Mobility | None:
+    """The :class:`Mobility` of a function made by :func:`constant`, else ``None``.
+
+    Lets callers that run many chains at once (:func:`numpyro_langevin.core.block_init`) keep
+    one copy of a constant mobility instead of one per chain.
+    """
+    return mobility_fn.value if isinstance(mobility_fn, _Constant) else None
 
 
 def from_adapt_state(

@@ -171,6 +171,8 @@ def _signature(phase: ph.Phase | None):
         tuple(sorted(s.plates.items())),
         tuple(sorted(s.latent_axes.items())),
         s.scale,
+        s.block_plate,
+        tuple(sorted(s.block_axes.items())),
     )
 
 
@@ -217,8 +219,25 @@ class RecallLearn:
         :class:`~numpyro_langevin.mobility.Mobility` (used as is: supply the factor,
         log-determinant and divergence yourself when :math:`d` is large). The joint phase uses
         the identity unless ``joint_mobility`` is given.
+        A :class:`~numpyro_langevin.em.phase.PhaseMobility`: a constant mobility recomputed
+        from the parameters and particles at the start of every recall phase.
     joint_mobility
         As ``mobility``, for the joint phase (its position includes the visible sites).
+    joint_recall_steps
+        Langevin steps per joint particle per update (default ``recall_steps``). The joint
+        often mixes more slowly than the latents given the data.
+    joint_init
+        Where the joint's particles start: ``"data"`` (default) at the observed values, with
+        the latents of the data-phase particles (as contrastive divergence starts its chains at
+        the data, Hinton 2002); ``"init_strategy"``: every site from ``init_strategy``.
+    block_plate
+        The name of a plate over the data points (e.g. ``"data"``) whose elements are
+        conditionally independent chains: each particle's latents of one plate element get
+        their own Metropolis–Hastings test, so the step size does not shrink with the number
+        of data points (see the module's Limitations). Every sample site must lie inside the
+        plate; ``mobility`` is then a function of one element's latents (``{name: value
+        without the plate axis}``) returning ``(k,)``/``(k, k)``, or an array of that size,
+        applied to every element.
     temperature
         :math:`T > 0`.
     metropolis
@@ -248,6 +267,9 @@ class RecallLearn:
         adapt_step_size: bool = True,
         target_accept_prob: float = 0.574,
         init_strategy: Callable = init_to_uniform,
+        joint_recall_steps: int | None = None,
+        joint_init: str = "data",
+        block_plate: str | None = None,
     ):
         if not callable(model):
             raise TypeError(f"`model` must be a NumPyro model (a callable), got {model!r}.")
@@ -277,12 +299,29 @@ class RecallLearn:
         self.mobility = mobility
         self.joint_mobility = joint_mobility
         self.init_strategy = init_strategy
+        self.joint_recall_steps = _positive_int(
+            "joint_recall_steps",
+            self.recall_steps if joint_recall_steps is None else joint_recall_steps,
+        )
+        if joint_init not in ("data", "init_strategy"):
+            raise ValueError(
+                f"`joint_init` must be 'data' or 'init_strategy', got {joint_init!r}."
+            )
+        self.joint_init = joint_init
+        if block_plate is not None and not isinstance(block_plate, str):
+            raise TypeError(
+                f"`block_plate` must be the name of a plate (a string), got {block_plate!r}."
+            )
+        self.block_plate = block_plate
         self._recall_options = ph.RecallOptions(
             self.recall_steps,
             self.temperature,
             self.metropolis,
             self.adapt_step_size,
             self.target_accept_prob,
+        )
+        self._joint_recall_options = self._recall_options._replace(
+            num_steps=self.joint_recall_steps
         )
         self._phases: tuple[ph.Phase, ph.Phase | None] | None = None
         self._signature = None
@@ -295,7 +334,9 @@ class RecallLearn:
         box = {}
 
         def trace_fn(key):
-            sites = st.inspect_model(model, key, args, kwargs, self.init_strategy, role)
+            sites = st.inspect_model(
+                model, key, args, kwargs, self.init_strategy, role, self.block_plate
+            )
             box["sites"] = sites._replace(param_values=None)
             return sites.param_values
 
@@ -370,29 +411,29 @@ class RecallLearn:
         constrained = self._constrain(params)
         log_h0 = jnp.asarray(np.log(self.step_size), dtype=ftype)
 
-        def init_phase(phase, key):
+        def init_phase(phase, options, key, start=None):
             if not phase.sites.latent_names:
                 return {}, log_h0
-            key_init, key_find = random.split(key)
+            key_init, key_find, key_start = random.split(key, 3)
             particles = ph.init(phase, key_init, constrained, self.init_strategy, args, kwargs)
+            if start is not None:
+                particles = start(particles, key_start)
             log_h = log_h0
             if self.adapt_step_size:
                 log_h = ph.find_step_size(
-                    phase,
-                    self._recall_options,
-                    key_find,
-                    particles,
-                    log_h0,
-                    constrained,
-                    args,
-                    kwargs,
+                    phase, options, key_find, particles, log_h0, constrained, args, kwargs
                 )
             return particles, log_h
 
-        particles, log_h = init_phase(data, key_data)
+        particles, log_h = init_phase(data, self._recall_options, key_data)
         joint_particles = joint_log_h = None
         if joint is not None:
-            joint_particles, joint_log_h = init_phase(joint, key_joint)
+            start = None
+            if self.joint_init == "data":
+                start = partial(self._start_at_data, particles, constrained, args, kwargs)
+            joint_particles, joint_log_h = init_phase(
+                joint, self._joint_recall_options, key_joint, start
+            )
         zero = jnp.zeros((), dtype=ftype)
         joint_zero = None if joint is None else zero
         return RecallLearnState(
@@ -409,6 +450,22 @@ class RecallLearn:
             zero,
             joint_zero,
         )
+
+    def _start_at_data(self, particles, constrained, args, kwargs, joint_particles, key):
+        """Joint particles with the observed sites at the data and the other latents copied
+        from the data-phase particles (particle ``j`` from particle ``j mod P``)."""
+        data, joint = self._phases
+        observed = st.observed_values(
+            self.model, key, args, kwargs, data.sites, self.init_strategy, constrained
+        )
+        out = dict(joint_particles)
+        num = joint.num_particles
+        for name, value in joint_particles.items():
+            if name in observed and observed[name].shape == value.shape[1:]:
+                out[name] = jnp.broadcast_to(observed[name], value.shape).astype(value.dtype)
+            elif name in particles and particles[name].shape[1:] == value.shape[1:]:
+                out[name] = particles[name][jnp.arange(num) % data.num_particles]
+        return out
 
     # ------------------------------------------------------------------ update
     def _update(self, state: RecallLearnState, args, kwargs):
@@ -433,7 +490,7 @@ class RecallLearn:
             # the joint's particles are indexed like the data's: same mini-batch indices
             joint_particles, joint_log_h, info = ph.recall(
                 joint,
-                options,
+                self._joint_recall_options,
                 key_joint,
                 joint_particles,
                 joint_log_h,

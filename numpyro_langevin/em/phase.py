@@ -11,6 +11,13 @@ the full data set, ``{name: (P, *shape)}``. A recall phase
    :math:`E_\theta(x)/s` (NumPyro's potential energy with the parameters substituted; :math:`s`
    the subsampling scale, see :mod:`numpyro_langevin.em.sites`),
 4. writes them back.
+
+With a *block plate* (``RecallLearn(block_plate=...)``), every element of that plate (a data
+point) is a chain of its own: a particle is laid out as ``(B, k)``, one row of ``k`` flat
+latents per element (sites in ``ravel_pytree`` order), the potential returns the ``B``
+per-element energies (:func:`block_energy`, from NumPyro's per-site log densities summed over
+everything but the plate's dimension), and each row has its own Metropolis–Hastings test
+(:func:`numpyro_langevin.core.block_step`).
 """
 
 from __future__ import annotations
@@ -21,17 +28,28 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import random
 from jax.flatten_util import ravel_pytree
 from numpyro.handlers import substitute
-from numpyro.infer.util import potential_energy
+from numpyro.infer.util import _unconstrain_reparam, compute_log_probs, potential_energy
 
 from numpyro_langevin import checks
 from numpyro_langevin import mobility as mob
 from numpyro_langevin.em import recall as rc
 from numpyro_langevin.em import sites as st
 
-__all__ = ["Phase", "RecallOptions", "energy", "mean_energy", "recall", "find_step_size", "init"]
+__all__ = [
+    "Phase",
+    "PhaseMobility",
+    "RecallOptions",
+    "energy",
+    "block_energy",
+    "mean_energy",
+    "recall",
+    "find_step_size",
+    "init",
+]
 
 
 class Phase(NamedTuple):
@@ -55,6 +73,23 @@ class Phase(NamedTuple):
     mobility: object
 
 
+class PhaseMobility(NamedTuple):
+    r"""A constant mobility recomputed at the start of every recall phase.
+
+    ``fn(params, positions)`` gets the constrained parameters (``{name: value}`` of the
+    ``numpyro.param`` sites) and the phase's particles as flat positions — ``(P, d)``, or
+    ``(P, B, k)`` with a block plate — and returns a constant mobility over one position:
+    ``(d,)``/``(d, d)`` (``(k,)``/``(k, k)`` with a block plate, shared by all blocks). It is
+    held fixed during the phase, so each chain is exactly invariant for the current target
+    given the particles it was computed from; only the choice between phases depends on the
+    particles (as in ensemble preconditioning, Leimkuhler, Matthews & Weare 2018).
+    :meth:`numpyro_langevin.hopfield.Hopfield.curvature_mobility` is one: the inverse of the
+    Hessian of :math:`E` averaged over the particles, at the current parameters.
+    """
+
+    fn: Callable
+
+
 class RecallOptions(NamedTuple):
     """Options of the Langevin recall (see :func:`numpyro_langevin.em.recall.recall`)."""
 
@@ -72,6 +107,66 @@ def energy(phase: Phase, plates: dict, latents: dict, params: dict, args, kwargs
     """
     model = substitute(phase.model, data=plates) if plates else phase.model
     return potential_energy(model, args, kwargs, {**latents, **params})
+
+
+def block_energy(
+    phase: Phase, plates: dict, latents: dict, params: dict, args, kwargs
+) -> jax.Array:
+    """The energy of each element of the block plate, shape ``(B,)``; they sum to
+    :func:`energy` (mini-batch scaled, as NumPyro scales the log densities in the plate)."""
+    plate = phase.sites.block_plate
+    model = substitute(phase.model, data=plates) if plates else phase.model
+    model = substitute(model, substitute_fn=partial(_unconstrain_reparam, {**latents, **params}))
+    log_probs, tr = compute_log_probs(model, args, kwargs, {}, sum_log_prob=False)
+    total = 0.0
+    for name, lp in log_probs.items():
+        (frame,) = [f for f in tr[name]["cond_indep_stack"] if f.name == plate]
+        dim, size = frame.dim, frame.size
+        lp = jnp.asarray(lp)
+        lp = jnp.broadcast_to(lp, jnp.broadcast_shapes(lp.shape, (size,) + (1,) * (-dim - 1)))
+        lp = jnp.moveaxis(lp, dim, 0)
+        total = total + jnp.sum(lp.reshape(size, -1), axis=1)
+    return -total
+
+
+def _block_layout(phase: Phase, batch_one: dict):
+    """Names, per-element shapes and sizes of one particle's latents in block layout."""
+    names = sorted(batch_one)
+    axes = phase.sites.block_axes
+    shapes = {n: jnp.moveaxis(batch_one[n], axes[n], 0).shape for n in names}
+    return names, shapes
+
+
+def _to_blocks(phase: Phase, latents: dict) -> jax.Array:
+    """One particle's latents ``{name: value}`` to ``(B, k)`` (sites in sorted order)."""
+    axes = phase.sites.block_axes
+    rows = []
+    for name in sorted(latents):
+        v = jnp.moveaxis(latents[name], axes[name], 0)
+        rows.append(v.reshape(v.shape[0], int(np.prod(v.shape[1:], dtype=int))))
+    return jnp.concatenate(rows, axis=1)
+
+
+def _block_unravel(phase: Phase, batch_one: dict):
+    """Inverse of :func:`_to_blocks` for latents shaped like ``batch_one``; also the map from
+    one row ``(k,)`` to that element's latents ``{name: value without the plate axis}``."""
+    names, shapes = _block_layout(phase, batch_one)
+    axes = phase.sites.block_axes
+    sizes = [int(np.prod(shapes[n][1:], dtype=int)) for n in names]
+    cuts = np.cumsum(sizes)[:-1].tolist()
+
+    def unravel(blocks):
+        parts = jnp.split(blocks, cuts, axis=1)
+        return {
+            n: jnp.moveaxis(p.reshape(shapes[n]), 0, axes[n])
+            for n, p in zip(names, parts, strict=True)
+        }
+
+    def unravel_row(row):
+        parts = jnp.split(row, cuts)
+        return {n: p.reshape(shapes[n][1:]) for n, p in zip(names, parts, strict=True)}
+
+    return unravel, unravel_row
 
 
 def _batch(phase: Phase, particles: dict, plates: dict) -> dict:
@@ -95,16 +190,21 @@ def _returns_mobility(spec, unravel: Callable, dim: int) -> bool:
     return isinstance(out, mob.Mobility)
 
 
-def mobility_fn(spec, unravel: Callable, dim: int) -> mob.MobilityFn:
+def mobility_fn(spec, unravel: Callable, dim: int, params=None, flat=None) -> mob.MobilityFn:
     """The core's mobility function for a ``mobility`` argument on ``dim`` flat coordinates.
 
     A callable returning a :class:`~numpyro_langevin.mobility.Mobility` (factor, log-determinant
     and divergence supplied by the user, e.g. for an elementwise :math:`K` whose divergence is
     cheap) is used as is; one returning an array gets its divergence by forward-mode autodiff
-    (:func:`numpyro_langevin.mobility.position_dependent`, :math:`d` products).
+    (:func:`numpyro_langevin.mobility.position_dependent`, :math:`d` products). A
+    :class:`PhaseMobility` is evaluated at ``params`` and the particles' flat positions
+    ``flat``.
     """
     if spec is None:
         return mob.constant(jnp.ones(dim, dtype=jnp.result_type(float)))
+    if isinstance(spec, PhaseMobility):
+        matrix = spec.fn(params, jax.lax.stop_gradient(flat))
+        return mob.constant(checks.constant_mobility(matrix, dim))
     if callable(spec):
         if _returns_mobility(spec, unravel, dim):
             return lambda flat: spec(unravel(flat))
@@ -115,11 +215,16 @@ def mobility_fn(spec, unravel: Callable, dim: int) -> mob.MobilityFn:
 def check_mobility(phase: Phase, particles: dict) -> None:
     """Check a user mobility at the first particle (shape, and values where concrete)."""
     spec = phase.mobility
-    if spec is None or not phase.sites.latent_names:
+    if spec is None or not phase.sites.latent_names or isinstance(spec, PhaseMobility):
         return
     first = jax.tree.map(lambda x: x[0], particles)
     plates = {n: jnp.arange(b) for n, (_, b) in phase.sites.plates.items()}
-    flat, unravel = ravel_pytree(st.gather(first, plates, phase.sites.latent_axes))
+    batch = st.gather(first, plates, phase.sites.latent_axes)
+    if phase.sites.block_plate is not None:
+        flat = _to_blocks(phase, batch)[0]
+        unravel = _block_unravel(phase, batch)[1]
+    else:
+        flat, unravel = ravel_pytree(batch)
     if callable(spec):
         if _returns_mobility(spec, unravel, flat.shape[0]):
             return
@@ -131,16 +236,28 @@ def check_mobility(phase: Phase, particles: dict) -> None:
 
 
 def _flat(phase: Phase, particles: dict, plates: dict, params: dict, args, kwargs):
-    """Flat mini-batch positions ``(P, d)``, the unravel function, potential and mobility."""
+    """Flat mini-batch positions ``(P, d)`` (``(P, B, k)`` with a block plate), the unravel
+    function, potential and mobility."""
     batch = _batch(phase, particles, plates)
-    _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], batch))
-    flat = jax.vmap(lambda t: ravel_pytree(t)[0])(batch)
+    one = jax.tree.map(lambda x: x[0], batch)
     scale = phase.sites.scale
+    if phase.sites.block_plate is not None:
+        unravel, unravel_row = _block_unravel(phase, one)
+        flat = jax.vmap(partial(_to_blocks, phase))(batch)
+
+        def potential(x):
+            return block_energy(phase, plates, unravel(x), params, args, kwargs) / scale
+
+        k = flat.shape[-1]
+        return flat, unravel, potential, mobility_fn(phase.mobility, unravel_row, k, params, flat)
+    _, unravel = ravel_pytree(one)
+    flat = jax.vmap(lambda t: ravel_pytree(t)[0])(batch)
 
     def potential(x):
         return energy(phase, plates, unravel(x), params, args, kwargs) / scale
 
-    return flat, unravel, potential, mobility_fn(phase.mobility, unravel, flat.shape[1])
+    dim = flat.shape[1]
+    return flat, unravel, potential, mobility_fn(phase.mobility, unravel, dim, params, flat)
 
 
 def recall(
@@ -167,6 +284,7 @@ def recall(
         options.metropolis,
         options.adapt_step_size,
         options.target_accept_prob,
+        blocks=phase.sites.block_plate is not None,
     )
     batch = jax.vmap(unravel)(flat)
     if plates:
@@ -192,6 +310,7 @@ def find_step_size(
         options.temperature,
         options.metropolis,
         options.target_accept_prob,
+        blocks=phase.sites.block_plate is not None,
     )
 
 

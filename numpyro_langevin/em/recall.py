@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from jax import lax, random
 
 from numpyro_langevin import core
+from numpyro_langevin import mobility as mob
 from numpyro_langevin.mobility import MobilityFn
 
 __all__ = ["RecallInfo", "recall", "find_step_size", "ADAPTATION_RATE"]
@@ -67,14 +68,33 @@ class RecallInfo(NamedTuple):
     potential_energy: jax.Array
 
 
-def _init_states(positions, potential_fn, mobility_fn, temperature):
-    return jax.vmap(lambda x: core.init(x, potential_fn, mobility_fn, temperature))(positions)
+def _axes(mobility_fn, blocks: bool):
+    """``vmap`` axes of the particles' states: a constant mobility shared by the blocks of a
+    block state is also shared by the particles (one copy, not ``P``)."""
+    if blocks and mob.constant_value(mobility_fn) is not None:
+        return core.LangevinState(0, 0, 0, None, 0, None, 0)
+    return 0
 
 
-def _step_all(key, states, potential_fn, mobility_fn, step_size, temperature, metropolis):
+def _init_states(positions, potential_fn, mobility_fn, temperature, blocks=False):
+    init = core.block_init if blocks else core.init
+    axes = _axes(mobility_fn, blocks)
+    return jax.vmap(lambda x: init(x, potential_fn, mobility_fn, temperature), out_axes=axes)(
+        positions
+    )
+
+
+def _step_all(
+    key, states, potential_fn, mobility_fn, step_size, temperature, metropolis, blocks=False
+):
     keys = random.split(key, states.position.shape[0])
+    step = core.block_step if blocks else core.step
+    axes = _axes(mobility_fn, blocks)
+    info_axes = 0 if axes == 0 else core.LangevinInfo(0, 0, 0, axes)
     return jax.vmap(
-        lambda k, s: core.step(k, s, potential_fn, mobility_fn, step_size, temperature, metropolis)
+        lambda k, s: step(k, s, potential_fn, mobility_fn, step_size, temperature, metropolis),
+        in_axes=(0, axes),
+        out_axes=(axes, info_axes),
     )(keys, states)
 
 
@@ -89,20 +109,26 @@ def recall(
     metropolis: bool = True,
     adapt_step_size: bool = True,
     target_accept_prob: float = 0.574,
+    blocks: bool = False,
 ) -> tuple[jax.Array, jax.Array, RecallInfo]:
     """Move the particles ``positions`` (shape ``(P, d)``) by ``num_steps`` Langevin steps.
+
+    With ``blocks`` the positions are ``(P, B, k)``, ``potential_fn`` maps one particle's
+    ``(B, k)`` to its ``B`` block energies and every block is a chain of its own
+    (:func:`numpyro_langevin.core.block_step`); the acceptance is averaged over blocks too.
 
     Returns
     -------
     (positions, log_step_size, RecallInfo)
     """
-    states = _init_states(positions, potential_fn, mobility_fn, temperature)
+    states = _init_states(positions, potential_fn, mobility_fn, temperature, blocks)
 
     def body(carry, key):
         states, log_h = carry
         states, info = _step_all(
-            key, states, potential_fn, mobility_fn, jnp.exp(log_h), temperature, metropolis
-        )
+            key, states, potential_fn, mobility_fn, jnp.exp(log_h), temperature, metropolis,
+            blocks,
+        )  # fmt: skip
         accept = jnp.mean(info.accept_prob)
         if adapt_step_size:
             log_h = log_h + ADAPTATION_RATE * (accept - target_accept_prob)
@@ -111,7 +137,10 @@ def recall(
     (states, log_h), (accept, diverging) = lax.scan(
         body, (states, log_step_size), random.split(rng_key, num_steps)
     )
-    info = RecallInfo(jnp.mean(accept), jnp.sum(diverging), states.potential_energy)
+    energies = states.potential_energy
+    if blocks:
+        energies = jnp.sum(energies, axis=-1)
+    info = RecallInfo(jnp.mean(accept), jnp.sum(diverging), energies)
     return states.position, log_h, info
 
 
@@ -125,6 +154,7 @@ def find_step_size(
     metropolis: bool = True,
     target_accept_prob: float = 0.574,
     max_doublings: int = 40,
+    blocks: bool = False,
 ) -> jax.Array:
     """Halve or double :math:`h` until one step's mean acceptance crosses the target.
 
@@ -132,12 +162,13 @@ def find_step_size(
     function of :math:`h`. Returns the new :math:`\\log h` (the last value on the side of the
     target with acceptance above it).
     """
-    states = _init_states(positions, potential_fn, mobility_fn, temperature)
+    states = _init_states(positions, potential_fn, mobility_fn, temperature, blocks)
 
     def accept(log_h):
         _, info = _step_all(
-            rng_key, states, potential_fn, mobility_fn, jnp.exp(log_h), temperature, metropolis
-        )
+            rng_key, states, potential_fn, mobility_fn, jnp.exp(log_h), temperature, metropolis,
+            blocks,
+        )  # fmt: skip
         return jnp.mean(info.accept_prob)
 
     direction = jnp.where(accept(log_step_size) > target_accept_prob, 1.0, -1.0)

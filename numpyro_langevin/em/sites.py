@@ -28,7 +28,15 @@ from numpyro.distributions import biject_to, constraints
 from numpyro.handlers import seed, substitute, trace
 from numpyro.infer.util import helpful_support_errors
 
-__all__ = ["ModelSites", "inspect_model", "init_latents", "gather", "scatter"]
+__all__ = [
+    "ModelSites",
+    "inspect_model",
+    "init_latents",
+    "observed_values",
+    "plate_dim",
+    "gather",
+    "scatter",
+]
 
 
 class ModelSites(NamedTuple):
@@ -53,6 +61,12 @@ class ModelSites(NamedTuple):
     scale
         :math:`s = \\prod \\text{size}/\\text{subsample\\_size}` over the subsampled plates (1.0 without
         subsampling).
+    block_plate
+        The plate whose elements are independent chains (``None``: one chain for all latents;
+        see :class:`~numpyro_langevin.RecallLearn`'s ``block_plate``).
+    block_axes
+        ``{latent: axis}``: the axis (negative, of the unconstrained value) that ``block_plate``
+        indexes; empty without it.
     """
 
     param_transforms: dict
@@ -62,6 +76,8 @@ class ModelSites(NamedTuple):
     plates: dict
     latent_axes: dict
     scale: float
+    block_plate: str | None = None
+    block_axes: dict = {}
 
 
 def _discrete(fn) -> bool:
@@ -92,11 +108,14 @@ def inspect_model(
     kwargs: dict,
     init_strategy: Callable,
     role: str = "model",
+    block_plate: str | None = None,
 ) -> ModelSites:
     """Trace ``model`` and sort its sites; raise clear errors for what EM cannot handle.
 
     Latent values come from ``init_strategy`` (so improper latents, which cannot be sampled,
     work); ``role`` names the model in error messages (``"model"`` or ``"joint model"``).
+    With ``block_plate``, every sample site must lie inside that plate (then the energy is a
+    sum of one term per plate element and each element's latents can be their own chain).
     """
     seeded = substitute(seed(model, rng_key), substitute_fn=init_strategy)
     first = trace(seeded).get_trace(*args, **kwargs)
@@ -153,6 +172,7 @@ def inspect_model(
                     "numpyro.param sites, or do not subsample."
                 )
             latent_axes[name] = axes
+    block_axes = {} if block_plate is None else _block_axes(tr, block_plate, role)
     return ModelSites(
         param_transforms,
         param_values,
@@ -161,7 +181,48 @@ def inspect_model(
         plates,
         latent_axes,
         scale,
+        block_plate,
+        block_axes,
     )
+
+
+def plate_dim(site: dict, plate: str) -> int | None:
+    """The batch dimension (negative) that ``plate`` indexes at ``site``, or ``None``."""
+    for frame in site["cond_indep_stack"]:
+        if frame.name == plate:
+            return frame.dim
+    return None
+
+
+def _block_axes(tr, block_plate: str, role: str) -> dict:
+    """``{latent: axis of its unconstrained value}`` for the block plate; checks that every
+    sample site lies inside it."""
+    if not any(site["type"] == "plate" and name == block_plate for name, site in tr.items()):
+        plates = sorted(name for name, site in tr.items() if site["type"] == "plate")
+        raise ValueError(
+            f"`block_plate={block_plate!r}` is not a plate of the {role}; its plates are "
+            f"{plates}. Name the plate over the data points (the one inside which each data "
+            "point's latents live)."
+        )
+    axes = {}
+    for name, site in tr.items():
+        if site["type"] != "sample":
+            continue
+        dim = plate_dim(site, block_plate)
+        if dim is None:
+            raise ValueError(
+                f"Site '{name}' of the {role} lies outside the plate '{block_plate}'. With "
+                "`block_plate` every sample site (observed, latent or factor) must be inside "
+                "that plate, so that the energy is a sum of one term per plate element and "
+                "each element's latents can be moved as a chain of their own. Move the site "
+                "into the plate, make it a numpyro.param, or leave `block_plate=None`."
+            )
+        if not site["is_observed"]:
+            # count the event dims of the unconstrained value from its shape: a factor's
+            # Unit site has an empty event (0,) under a support of event_dim 0
+            shape = biject_to(site["fn"].support).inverse_shape(jnp.shape(site["value"]))
+            axes[name] = dim - (len(shape) - len(site["fn"].batch_shape))
+    return axes
 
 
 def init_latents(
@@ -188,6 +249,29 @@ def init_latents(
         site = tr[name]
         out[name] = biject_to(site["fn"].support).inv(site["value"])
     return out
+
+
+def observed_values(
+    model: Callable,
+    rng_key: jax.Array,
+    args: tuple,
+    kwargs: dict,
+    sites: ModelSites,
+    init_strategy: Callable,
+    params: dict,
+) -> dict:
+    """Unconstrained values of the observed sample sites over the full data set (e.g. to start
+    the joint's particles at the data); latents are drawn by ``init_strategy`` on the way."""
+    m = substitute(model, data={**full_plates(sites.plates), **params})
+    with _full_plates_quiet():
+        tr = trace(substitute(seed(m, rng_key), substitute_fn=init_strategy)).get_trace(
+            *args, **kwargs
+        )
+    return {
+        name: biject_to(site["fn"].support).inv(site["value"])
+        for name, site in tr.items()
+        if site["type"] == "sample" and site["is_observed"]
+    }
 
 
 def gather(values: dict[str, Any], indices: dict, axes: dict) -> dict:

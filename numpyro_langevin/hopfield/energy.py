@@ -399,3 +399,48 @@ class Hopfield:
             else:
                 raise ValueError(f"Unexpected latent site {name!r} in the Hopfield model.")
         return ravel_pytree(per_site)[0]
+
+    def recall_mobility(self, sites: dict[str, Array]) -> Mobility:
+        """:meth:`site_mobility` as a :class:`~numpyro_langevin.mobility.Mobility`, with its
+        divergence: zero for piecewise-constant Lagrangians (away from the kinks, which no
+        pointwise evaluation sees; see the module notes), else by forward-mode autodiff.
+
+        The positive-phase mobility of :class:`~numpyro_langevin.RecallLearn`
+        (``mobility=model.recall_mobility``) without :math:`d` autodiff products per step.
+        """
+        k = self.site_mobility(sites)
+        if self._piecewise_constant(clamped="v" not in sites):
+            sqrt = jnp.sqrt(k)
+            return Mobility(k, sqrt, 1.0 / sqrt, jnp.sum(jnp.log(k)), jnp.zeros_like(k))
+        flat, unravel = ravel_pytree(sites)
+        return position_dependent(lambda x: self.site_mobility(unravel(x)))(flat)
+
+    def curvature_mobility(self, params: Params, positions: Array) -> Array:
+        r"""The joint's mobility :math:`K = \overline{\partial^2 (E/T)}^{-1}`, for
+        ``RecallLearn(..., block_plate="data", joint_mobility=PhaseMobility(model.curvature_mobility))``.
+
+        ``positions`` are the joint particles in block layout, ``(..., n_h + n_v)`` with the
+        model's sites in sorted order (``h`` then ``v``); ``params`` the constrained
+        parameters. The Hessian of :math:`E/T` (NumPyro's potential of :meth:`model`) is
+        averaged over the particles at the current parameters (:meth:`mean_hessian`) and
+        inverted: a constant mobility under which every mode of a Gaussian joint relaxes at
+        the same rate (for identity Lagrangians it is the joint's covariance). With the
+        Hopfield mobility the slowest mode relaxes at rate :math:`1 - \|U\|_2`, which near
+        the normalisability bound is too slow for persistent chains to follow the parameters.
+        """
+        n_v, n_h = self.num_visible, self.num_hidden
+        if positions.shape[-1] != self.dim:
+            raise ValueError(
+                f"curvature_mobility takes one configuration (h, v) per row, {self.dim} "
+                f"values; got rows of {positions.shape[-1]}. Use it with "
+                "RecallLearn(block_plate='data')."
+            )
+        x = positions.reshape(-1, self.dim)
+        h, v = x[:, :n_h], x[:, n_h:]
+        hess = self.mean_hessian(self.resolve(params), self.join(v, h))
+        hess = hess / self.temperature_of(params)
+        order = jnp.concatenate([jnp.arange(n_v, n_v + n_h), jnp.arange(n_v)])
+        hess = hess[order][:, order]
+        chol = jnp.linalg.cholesky(hess)
+        eye = jnp.eye(self.dim, dtype=hess.dtype)
+        return jax.scipy.linalg.cho_solve((chol, True), eye)
