@@ -34,13 +34,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpyro.infer.initialization import init_to_uniform
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import BernoulliRBM
 
+from numpyro_langevin import RecallLearn
 from numpyro_langevin import hopfield as hf
+from numpyro_langevin.em.phase import PhaseMobility
 from numpyro_langevin.hopfield import closed_form as cf
-from numpyro_langevin.hopfield.learn import PCD
 
 OUTPUT = pathlib.Path(__file__).resolve().parent / "output"
 
@@ -115,6 +117,7 @@ def rbm_fill(rbm, x_train, x, mask, sweeps=200, burn=50, seed=0):
 
 
 def train_hopfield(x_train, args):
+    """Recall and Learn with the negative phase: one chain (and Metropolis test) per digit."""
     model = hf.Hopfield(
         64,
         args.hidden,
@@ -124,36 +127,39 @@ def train_hopfield(x_train, args):
         learn_temperature=True,
         init_scale=0.05,
     )
-    switch = int(0.6 * args.steps)
-    schedule = optax.piecewise_constant_schedule(args.lr, {switch: 1 / 3})
-    pcd = PCD(
-        model,
+    schedule = optax.piecewise_constant_schedule(
+        args.lr, {int(0.6 * args.steps): 1 / 3, int(0.85 * args.steps): 1 / 3}
+    )
+    em = RecallLearn(
+        model.model,
         optax.adam(schedule),
         num_particles=1,
-        num_joint_particles=args.joint_particles,
         recall_steps=args.recall_steps,
+        negative_phase=True,
+        num_joint_particles=1,
         joint_recall_steps=args.joint_recall_steps,
-        step_size=0.3,
-        average_from=switch,
-        joint_mobility=args.joint_mobility,
+        step_size=0.1,
+        mobility=model.recall_mobility,
+        joint_mobility=PhaseMobility(model.curvature_mobility),
+        block_plate="data",
+        init_strategy=init_to_uniform(radius=0.1),
     )
     t0 = time.time()
-
-    def progress(i, state, loss):
+    data = jnp.asarray(x_train)
+    state = em.init(jax.random.PRNGKey(0), data)
+    chunk = max(args.steps // 10, 1)
+    done = 0
+    while done < args.steps:
+        m = min(chunk, args.steps - done)
+        state = em.run(None, m, data, init_state=state, progress_bar=False).state
+        done += m
         print(
-            f"  iteration {i:5d}  loss {float(loss[-1]):+.3f}  "
-            f"acceptance {np.round(np.asarray(state.accept_prob), 2)}  {time.time() - t0:.0f} s",
+            f"  update {done:5d}  T {float(em.get_params(state)['temperature']):.4f}  "
+            f"acceptance {float(state.accept_prob):.2f} / {float(state.joint_accept_prob):.2f}"
+            f"  {time.time() - t0:.0f} s",
             flush=True,
         )
-
-    result = pcd.run(
-        jax.random.PRNGKey(0),
-        args.steps,
-        jnp.asarray(x_train),
-        chunk=max(args.steps // 10, 1),
-        callback=progress,
-    )
-    return model, result
+    return model, em.get_params(state)
 
 
 def hopfield_fill(model, params, x, mask, args, seed=1):
@@ -166,6 +172,7 @@ def hopfield_fill(model, params, x, mask, args, seed=1):
         method=args.recall_method,
         num_steps=args.recall_num_steps,
         num_chains=args.recall_chains,
+        mobility=args.recall_mobility,
     )
     return np.asarray(out.visible)
 
@@ -222,23 +229,22 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=50)
     parser.add_argument("--slope", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=0.05, help="initial T")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--joint-particles", type=int, default=1000)
     parser.add_argument("--recall-steps", type=int, default=3)
     parser.add_argument("--joint-recall-steps", type=int, default=10)
-    parser.add_argument(
-        "--joint-mobility", choices=["curvature", "ensemble", "hopfield"], default="curvature"
-    )
     parser.add_argument("--recall-num-steps", type=int, default=400)
     parser.add_argument("--recall-chains", type=int, default=4)
     parser.add_argument("--recall-method", choices=["sample", "anneal"], default="sample")
+    parser.add_argument(
+        "--recall-mobility", choices=["curvature", "hopfield"], default="curvature"
+    )
     parser.add_argument("--rbm-iter", type=int, default=40)
     parser.add_argument("--output-dir", type=pathlib.Path, default=OUTPUT)
     args = parser.parse_args(argv)
     OUTPUT = args.output_dir
     if args.quick:
-        args.steps, args.joint_particles, args.hidden = 20, 100, 16
+        args.steps, args.hidden = 20, 16
         args.recall_num_steps, args.recall_chains, args.rbm_iter = 40, 1, 1
     OUTPUT.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -247,9 +253,8 @@ def main(argv=None):
     masks = make_masks(x_test)
     print(f"digits: {x_train.shape[0]} train, {x_test.shape[0]} test")
 
-    print("learning the Hopfield network (PCD)...")
-    model, result = train_hopfield(x_train, args)
-    params = result.params
+    print("learning the Hopfield network (Recall and Learn, negative phase)...")
+    model, params = train_hopfield(x_train, args)
     print(f"  learned T = {float(params['temperature']):.4f}; {model}")
     params_path = OUTPUT / "hopfield_digits_params.npz"
     np.savez(params_path, **{k: np.asarray(v) for k, v in params.items()})

@@ -158,7 +158,7 @@ def _state_at(
 def _log_ratio(
     state: LangevinState, proposed: LangevinState, xi: Array, step_size: Array, temperature
 ) -> Array:
-    """:math:`\log\alpha` of the move ``state -> proposed`` made with standard noise ``xi``."""
+    r""":math:`\log\alpha` of the move ``state -> proposed`` made with standard noise ``xi``."""
     # log p(x'|x): the residual is sqrt(2Th) F xi, so its whitened norm is |xi|^2 / 2.
     forward = -0.5 * jnp.sum(xi**2) - 0.5 * state.mobility.log_det
     backward = proposal_log_density(state.position, proposed, step_size, temperature)

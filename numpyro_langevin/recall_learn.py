@@ -71,6 +71,7 @@ many latents.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 from numbers import Integral
@@ -400,7 +401,26 @@ class RecallLearn:
         ph.check_mobility(data, state.particles)
         if joint is not None:
             ph.check_mobility(joint, state.joint_particles)
+        if self.adapt_step_size:
+            self._warn_if_stuck("data", state.log_step_size)
+            if joint is not None:
+                self._warn_if_stuck("joint", state.joint_log_step_size)
         return state
+
+    def _warn_if_stuck(self, phase: str, log_step_size) -> None:
+        """Warn when the initial step-size search collapsed (every proposal rejected)."""
+        h = float(np.exp(np.asarray(log_step_size)))
+        if h < 1e-8 * self.step_size:
+            warnings.warn(
+                f"The initial step-size search of the {phase} phase ended at h = {h:.3g} "
+                f"(from step_size={self.step_size}): almost every proposal from the initial "
+                "particles is rejected. They may start where the energy or mobility is "
+                "singular, e.g. exactly on a kink of a piecewise mobility (init_to_feasible "
+                "puts improper latents at 0): start them elsewhere with `init_strategy` "
+                "(e.g. init_to_uniform(radius=0.1)).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _init_state(self, rng_key, values, args, kwargs) -> RecallLearnState:
         _, key_data, key_joint, key_run = random.split(rng_key, 4)

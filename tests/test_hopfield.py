@@ -342,13 +342,14 @@ def ppca_model(digits):
     return model, params, v, mask, np.array(expected)
 
 
-def test_recall_by_sampling_gives_the_gaussian_conditional_mean(ppca_model):
+@pytest.mark.parametrize("mobility", ["hopfield", "curvature"])
+def test_recall_by_sampling_gives_the_gaussian_conditional_mean(ppca_model, mobility):
     """Identity Lagrangians = PPCA, where E[v_m | v_o] is closed form."""
     model, params, v, mask, expected = ppca_model
     reps = 8  # independent runs, batched into one call, for the Monte Carlo standard error
     out = hf.recall(
         jax.random.PRNGKey(0), model, params, jnp.tile(v, (reps, 1)), jnp.tile(mask, (reps, 1)),
-        num_steps=400, num_chains=1,
+        num_steps=400, num_chains=1, mobility=mobility,
     )  # fmt: skip
     runs = np.asarray(out.visible).reshape(reps, *v.shape)
     mean, se = runs.mean(0), runs.std(0, ddof=1) / np.sqrt(runs.shape[0])
@@ -374,18 +375,22 @@ def test_recall_argument_errors(ppca_model):
         hf.recall(jax.random.PRNGKey(0), model, params, v, mask, method="gibbs")
     with pytest.raises(ValueError, match="shape"):
         hf.recall(jax.random.PRNGKey(0), model, params, v, mask[:, :10])
+    with pytest.raises(ValueError, match="mobility"):
+        hf.recall(jax.random.PRNGKey(0), model, params, v, mask, mobility="dense")
 
 
 # ---------------------------------------------------------------- learning
 
 
-@pytest.mark.parametrize("joint_mobility", ["curvature", "ensemble"])
-def test_pcd_gradient_matches_the_exact_likelihood_gradient(digits, joint_mobility):
-    """Identity Lagrangians: the persistent-particle estimate of the log-likelihood gradient in
-    (V, I) agrees with autodiff of the exact PPCA log-likelihood (Hebbian minus anti-Hebbian)."""
+def test_recall_learn_gradient_matches_the_exact_likelihood_gradient(digits):
+    """Identity Lagrangians: RecallLearn's persistent-particle estimate of the log-likelihood
+    gradient in (V, I) (one chain per digit, curvature mobility for the joint) agrees with
+    autodiff of the exact PPCA log-likelihood (Hebbian minus anti-Hebbian)."""
     import optax
+    from numpyro.infer.initialization import init_to_uniform
 
-    from numpyro_langevin.hopfield.learn import PCD, _to_constrained, _to_unconstrained
+    from numpyro_langevin import RecallLearn
+    from numpyro_langevin.em import PhaseMobility
 
     train, _ = digits
     x = jnp.asarray(train, jnp.float32)
@@ -397,34 +402,34 @@ def test_pcd_gradient_matches_the_exact_likelihood_gradient(digits, joint_mobili
     }
     s, mu = jnp.cov(x.T, bias=True), x.mean(0)
 
-    def nll(up):
-        p = model.resolve(_to_constrained(up))
+    def nll(p):
+        p = model.resolve(p)
         prec = (jnp.eye(64) - p["U"] @ p["U"].T) / ppca.sigma2
         mean = jnp.linalg.solve(prec, p["I"]) / ppca.sigma2
         r = mu - mean
         return -0.5 * (jnp.linalg.slogdet(prec)[1] - jnp.trace(prec @ s) - r @ prec @ r)
 
-    u0 = _to_unconstrained(start)
-    exact = jax.grad(nll)(u0)
-    pcd = PCD(
-        model, optax.sgd(0.0), num_joint_particles=500, recall_steps=3, joint_recall_steps=5,
-        joint_mobility=joint_mobility,
+    exact = jax.grad(nll)(start)
+    em = RecallLearn(
+        model.model, optax.sgd(0.0), num_particles=1, recall_steps=3, negative_phase=True,
+        num_joint_particles=1, joint_recall_steps=5, mobility=model.recall_mobility,
+        joint_mobility=PhaseMobility(model.curvature_mobility), block_plate="data",
+        init_strategy=init_to_uniform(radius=0.1), step_size=0.1,
     )  # fmt: skip
-    energy = jax.vmap(lambda up, v, h: model.energy(_to_constrained(up), v, h), (None, 0, 0))
+    energy = jax.vmap(model.energy, (None, 0, 0))
 
     @jax.jit
     def step_and_grad(state):
-        state, _ = pcd.update(state, x)
+        state, _ = em.update(state, x)
+        h = state.particles["h"][0]
+        vj, hj = state.joint_particles["v"][0], state.joint_particles["h"][0]
 
-        def objective(up):
-            vj, hj = model.split(state.joint)
-            return (energy(up, x, state.hidden[:, 0]).mean() - energy(up, vj, hj).mean()) / (
-                ppca.sigma2
-            )
+        def objective(p):
+            return (energy(p, x, h).mean() - energy(p, vj, hj).mean()) / ppca.sigma2
 
-        return state, jax.grad(objective)(u0)
+        return state, jax.grad(objective)(start)
 
-    state = pcd.init(jax.random.PRNGKey(0), x, start)
+    state = em.init(jax.random.PRNGKey(0), x, init_params=start)
     grads = []
     for i in range(50):
         state, g = step_and_grad(state)
@@ -435,3 +440,34 @@ def test_pcd_gradient_matches_the_exact_likelihood_gradient(digits, joint_mobili
         ref = np.ravel(exact[name])
         assert np.corrcoef(est, ref)[0, 1] > 0.995, name
         np.testing.assert_allclose(np.linalg.norm(est), np.linalg.norm(ref), rtol=0.05)
+
+
+def test_curvature_mobility_is_the_inverse_hessian_of_the_potential():
+    """For identity Lagrangians E/T is quadratic: the curvature mobility is the inverse of its
+    autodiff Hessian, in the site order of the joint's blocks (h, then v)."""
+    model = hf.Hopfield(4, 3, hf.identity(), hf.identity(), temperature=0.3)
+    params, _ = random_point(model, jax.random.PRNGKey(5), scale=0.2)
+    params = {"U": model.contract(params["U"]), "I": params["I"]}
+    rows = jax.random.normal(jax.random.PRNGKey(6), (2, 10, model.dim))
+    k = model.curvature_mobility(params, rows)
+
+    def potential(z):  # z = (h, v)
+        return model.energy(params, z[3:], z[:3]) / 0.3
+
+    hess = jax.hessian(potential)(jnp.zeros(model.dim))
+    np.testing.assert_allclose(np.asarray(k), np.linalg.inv(np.asarray(hess)), rtol=1e-4)
+    with pytest.raises(ValueError, match="block_plate"):
+        model.curvature_mobility(params, jnp.zeros((2, 70)))
+
+
+@pytest.mark.parametrize("hidden", [hf.leaky_relu(0.4), SMOOTH], ids=["leaky", "smooth"])
+def test_recall_mobility_matches_site_mobility(hidden):
+    model = hf.Hopfield(3, 2, hf.identity(), hidden)
+    sites = {"h": jnp.array([0.3, -0.8]), "v": jnp.array([0.1, -0.2, 0.5])}
+    m = model.recall_mobility(sites)
+    np.testing.assert_allclose(np.asarray(m.matrix), np.asarray(model.site_mobility(sites)))
+    expected = mob.position_dependent(lambda x: model.site_mobility({"h": x[:2], "v": x[2:]}))(
+        jnp.concatenate([sites["h"], sites["v"]])
+    )
+    np.testing.assert_allclose(np.asarray(m.divergence), np.asarray(expected.divergence))
+    np.testing.assert_allclose(float(m.log_det), float(expected.log_det), rtol=1e-6)

@@ -301,6 +301,95 @@ def test_bad_mobility(y):
         em.init(jax.random.PRNGKey(0), y[:10])
 
 
+# ---------------------------------------------------------------- block plate
+
+
+def test_toy_block_plate_same_optimum(y):
+    """One chain and Metropolis test per data point: same fixed point, and the step size is
+    that of a 1-D chain (not shrunk by the 100 latents)."""
+    em = RecallLearn(toy_model, optax.sgd(0.01), num_particles=4, recall_steps=5, block_plate="d")
+    trace, state, _ = theta_trace(em, jax.random.PRNGKey(0), 200, 400, y)
+    z = z_score(trace, float(jnp.mean(y)))
+    assert abs(z) < Z_MAX, (trace.mean(), float(jnp.mean(y)), z)
+    # q(x_d | y_d, theta) = N((y_d + theta)/2, 1/2): MALA's step in 1-D is about 1 (units of
+    # the variance: h ~ 2 * 0.5); with one test over all 100 latents it was several times less
+    assert float(jnp.exp(state.log_step_size)) > 0.5
+    x = np.asarray(state.particles["x"])
+    resid = x - (np.asarray(y) + trace[-1]) / 2.0
+    assert abs(resid.mean()) < 4.0 * np.sqrt(0.5 / resid.size) + 4.0 * trace.std()
+    assert abs(resid.var() / 0.5 - 1.0) < 4.0 * np.sqrt(2.0 / resid.size) + 0.05
+
+
+def test_block_plate_negative_phase_and_joint_init(y):
+    joint_mobility = np.array([1.0, 2.0])  # one data point's (x, y): variances 1 and 2
+    em = RecallLearn(
+        toy_model,
+        optax.sgd(0.002),
+        num_particles=4,
+        recall_steps=5,
+        negative_phase=True,
+        joint_recall_steps=8,
+        joint_mobility=joint_mobility,
+        block_plate="d",
+    )
+    state = em.init(jax.random.PRNGKey(0), y)
+    # the joint starts at the data, with the data particles' latents
+    np.testing.assert_array_equal(np.asarray(state.joint_particles["y"]), np.tile(y, (4, 1)))
+    np.testing.assert_array_equal(
+        np.asarray(state.joint_particles["x"]), np.asarray(state.particles["x"])
+    )
+    trace, state, _ = theta_trace(em, jax.random.PRNGKey(0), 200, 600, y)
+    z = z_score(trace, float(jnp.mean(y)))
+    assert abs(z) < Z_MAX, (trace.mean(), float(jnp.mean(y)), z)
+
+
+def test_block_energy_sums_to_the_energy(ppca):
+    """Per-data-point energies of a model with a vector latent and observed site."""
+    from numpyro.handlers import uncondition
+    from numpyro.infer.initialization import init_to_uniform
+
+    from numpyro_langevin.em import phase as ph
+    from numpyro_langevin.em import sites as st
+
+    args = (ppca[1][:50], 2)
+    for model in (ppca_model, uncondition(ppca_model)):
+        sites = st.inspect_model(
+            model, jax.random.PRNGKey(0), args, {}, init_to_uniform, block_plate="n"
+        )
+        phase = ph.Phase(model, sites, 1, None)
+        latents = st.init_latents(
+            model, jax.random.PRNGKey(1), args, {}, sites, init_to_uniform, sites.param_values
+        )
+        e = ph.block_energy(phase, {}, latents, sites.param_values, args, {})
+        assert e.shape == (50,)
+        total = ph.energy(phase, {}, latents, sites.param_values, args, {})
+        np.testing.assert_allclose(float(jnp.sum(e)), float(total), rtol=1e-5)
+
+
+def test_block_plate_errors(y):
+    key, opt = jax.random.PRNGKey(0), optax.sgd(0.1)
+
+    def global_latent(y):
+        m = numpyro.sample("m", dist.Normal(0.0, 1.0))
+        s = numpyro.param("s", 1.0, constraint=constraints.positive)
+        with numpyro.plate("d", y.shape[0]):
+            numpyro.sample("y", dist.Normal(m, s), obs=y)
+
+    with pytest.raises(ValueError, match="not a plate of the model.*'d'"):
+        RecallLearn(toy_model, opt, block_plate="data").init(key, y)
+    with pytest.raises(ValueError, match="'m' of the model lies outside the plate 'd'"):
+        RecallLearn(global_latent, opt, block_plate="d").init(key, y)
+    with pytest.raises(TypeError, match="block_plate"):
+        RecallLearn(toy_model, opt, block_plate=1)
+    with pytest.raises(ValueError, match="joint_init"):
+        RecallLearn(toy_model, opt, joint_init="prior")
+    with pytest.raises(ValueError, match="joint_recall_steps"):
+        RecallLearn(toy_model, opt, joint_recall_steps=0)
+    em = RecallLearn(toy_model, opt, mobility=np.ones(3), block_plate="d")
+    with pytest.raises(ValueError, match="shape"):
+        em.init(key, y)
+
+
 # ---------------------------------------------------------------- errors
 def test_bad_arguments():
     opt = optax.sgd(0.1)

@@ -6,8 +6,12 @@ r"""The continuous Hopfield latent model (Lagrangian form) and its Langevin reca
   NumPyro model;
 * :mod:`~numpyro_langevin.hopfield.recall`: :func:`recall`, pattern completion;
 * :mod:`~numpyro_langevin.hopfield.closed_form`: PPCA and two-piece-Gaussian closed forms used to
-  verify the model;
-* :mod:`~numpyro_langevin.hopfield.learn`: persistent-contrastive-divergence learning.
+  verify the model.
+
+Learning is :class:`numpyro_langevin.RecallLearn` on :meth:`Hopfield.model` with the negative
+phase, one chain per data point (``block_plate="data"``), ``mobility=model.recall_mobility``
+and ``joint_mobility=PhaseMobility(model.curvature_mobility)`` (see
+``examples/hopfield_digits.py``).
 """
 
 from numpyro_langevin.hopfield import closed_form
