@@ -2,14 +2,18 @@
 
 A Hopfield network with 64 linear visible neurons and 50 leaky-ReLU hidden neurons (energy
 E(v, h) of Krotov & Hopfield 2021, see ``numpyro_langevin.hopfield``) is learned by maximum
-likelihood of exp(-E/T) with persistent contrastive divergence: Langevin recall of the hidden
-units for every training digit (positive phase, Hopfield mobility K = (d^2 L)^-1, whose gradient
-flow is the classic Hopfield dynamics) and Langevin samples of the joint (negative phase, with the
-inverse of the mean Hessian of E as a constant mobility so that every mode of the joint relaxes at
-the same rate). The temperature T is learned too.
+likelihood of exp(-E/T) with ``RecallLearn`` and its negative phase (persistent contrastive
+divergence) on the NumPyro form of the model, ``Hopfield.model``: Langevin recall of the hidden
+units of every training digit (positive phase, Hopfield mobility K = (d^2 L)^-1, whose gradient
+flow is the classic Hopfield dynamics) and Langevin samples of the joint (negative phase, started
+at the data, with the inverse of the mean Hessian of E/T as a constant mobility so that every
+mode of the joint relaxes at the same rate). Every digit is a chain of its own with its own
+Metropolis test (``block_plate="data"``). The temperature T is learned too.
 
 The held-out digits are then masked -- (a) a random 50% of the pixels, (b) the bottom half -- and
-the masked pixels are filled by Langevin recall of the unclamped units (posterior mean). The MSE
+the masked pixels are filled by Langevin recall of the unclamped units (posterior mean; the
+chains switch from the Hopfield mobility to the inverse Hessian at their position half-way
+through burn-in, which mixes the slow mode of a coupling near |U| = 1). The MSE
 on the masked pixels is compared with baselines computed here: the training mean, PPCA with 20
 components (Gaussian conditional mean) and scikit-learn's BernoulliRBM (100 hidden units, clamped
 Gibbs sampling).

@@ -62,11 +62,23 @@ subsampled plate (see :mod:`numpyro_langevin.em.sites`).
 :func:`save_state` (``.npz``, no pickle), load it with :func:`load_state` and pass it as
 ``run(..., init_state=state)``; the continued run equals an uninterrupted one bit for bit.
 
-**Limitations.** Each particle is one flat vector of all latents of the (mini-)batch, moved with
-one Metropolis–Hastings test, so for a fixed acceptance the step size shrinks like
-:math:`d^{-1/3}` (Roberts & Rosenthal 1998) as the data grow; use mini-batches, or the unadjusted
-chain with a fixed step (``metropolis=False, adapt_step_size=False, step_size=...``) for very
-many latents.
+**One chain per data point.** By default each particle is one flat vector of all latents of the
+(mini-)batch, moved with one Metropolis–Hastings test, so for a fixed acceptance the step size
+shrinks like :math:`d^{-1/3}` (Roberts & Rosenthal 1998) as the data grow. When every sample site
+lies inside a plate over the data points, ``block_plate="name"`` makes each element of that
+plate a chain of its own: the energy is split into one term per element (NumPyro's per-site log
+densities summed over every dimension but the plate's), all terms and their gradients come from
+one evaluation, and each element's latents are accepted or rejected on their own
+(:func:`numpyro_langevin.core.block_step`); the step size is then that of one data point's
+latents. The mobility is then a function of one element's latents, shared by all elements.
+
+**Negative-phase mobility.** The joint often has slow modes that a fixed mobility cannot follow
+as the parameters move (for a Hopfield energy near :math:`\|U\|_2 \to 1`). A
+:class:`~numpyro_langevin.em.phase.PhaseMobility` is a constant mobility recomputed from the
+current parameters and particles at the start of every recall phase (e.g. the inverse of the
+energy's Hessian averaged over the particles,
+:meth:`numpyro_langevin.hopfield.Hopfield.curvature_mobility`); each phase is then an exact
+chain for the current target.
 """
 
 from __future__ import annotations
