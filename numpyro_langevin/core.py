@@ -341,6 +341,11 @@ def block_init(
         and ``drift`` (and on ``mobility`` unless it is constant).
     """
     positions = jnp.asarray(positions)
+    if positions.ndim != 2:
+        raise ValueError(
+            f"Block positions must have shape (B, k), one flat position per block; got shape "
+            f"{positions.shape}."
+        )
     energy, pullback = jax.vjp(block_potential_fn, positions)
     if jnp.shape(energy) != positions.shape[:1]:
         raise ValueError(

@@ -172,6 +172,27 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def _broadcasts(shape: tuple, target: tuple) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
+def _check_finite(phase: ph.Phase, particles: dict) -> None:
+    """Refuse initial particles that are not finite (e.g. the joint started at observed values
+    outside a site's support)."""
+    for name, value in particles.items():
+        if not np.all(np.isfinite(np.asarray(value))):
+            raise ValueError(
+                f"The initial particles of site '{name}' are not finite. For an observed site "
+                "of the joint (started at the data, joint_init='data') this means an observed "
+                "value outside the site's support (its unconstrained value is NaN or infinite):"
+                " check the data, or pass joint_init='init_strategy'. Otherwise check "
+                "`init_strategy` and `init_params`."
+            )
+
+
 def _signature(phase: ph.Phase | None):
     """What compiled code depends on in a phase (to invalidate the cache when it changes)."""
     if phase is None:
@@ -409,15 +430,58 @@ class RecallLearn:
                     f"of the model (those are {sorted(values)})."
                 )
             values.update(init_params)
-        state = self._compiled("init", self._init_state, args, kwargs)(rng_key, values)
-        ph.check_mobility(data, state.particles)
+        try:
+            state = self._compiled("init", self._init_state, args, kwargs)(rng_key, values)
+        except Exception:
+            # a user mobility that fails inside the compiled init: report it as check_mobility
+            # words it, at the particles the init strategy gives, else re-raise as is
+            self._diagnose_init(rng_key, values, args, kwargs)
+            raise
+        constrained = self._constrain(state.params)
+        phases = [(data, state.particles)]
         if joint is not None:
-            ph.check_mobility(joint, state.joint_particles)
+            phases.append((joint, state.joint_particles))
+        for phase, particles in phases:
+            ph.check_mobility(phase, particles, constrained, args, kwargs)
+            ph.check_blocks(phase, particles, constrained, args, kwargs)
+            _check_finite(phase, particles)
         if self.adapt_step_size:
             self._warn_if_stuck("data", state.log_step_size)
             if joint is not None:
                 self._warn_if_stuck("joint", state.joint_log_step_size)
         return state
+
+    def _diagnose_init(self, rng_key, values, args, kwargs) -> None:
+        data, joint = self._phases
+        transforms = data.sites.param_transforms
+        constrained = {k: transforms[k](transforms[k].inv(v)) for k, v in values.items()}
+        for phase in (data, joint):
+            if phase is None or not phase.sites.latent_names:
+                continue
+            init = jax.jit(
+                lambda key, phase=phase: ph.init(
+                    phase, key, constrained, self.init_strategy, args, kwargs
+                )
+            )
+            particles = init(rng_key)
+            ph.check_mobility(phase, particles, constrained, args, kwargs)
+
+    def _warn_if_frozen(self, state: RecallLearnState) -> None:
+        """Warn when a recall phase stopped moving (no proposal accepted in the last update)."""
+        data, joint = self._phases
+        pairs = [("data", data, state.accept_prob)]
+        if joint is not None:
+            pairs.append(("joint", joint, state.joint_accept_prob))
+        for name, phase, accept in pairs:
+            if phase.sites.latent_names and float(accept) == 0.0:
+                warnings.warn(
+                    f"No proposal of the {name} phase was accepted in the last update: its "
+                    "particles are frozen while the parameters move. Look for a mobility that "
+                    "became NaN or not positive definite (a PhaseMobility is evaluated anew "
+                    "at every update), or an energy that is not finite where the particles are.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     def _warn_if_stuck(self, phase: str, log_step_size) -> None:
         """Warn when the initial step-size search collapsed (every proposal rejected)."""
@@ -426,10 +490,10 @@ class RecallLearn:
             warnings.warn(
                 f"The initial step-size search of the {phase} phase ended at h = {h:.3g} "
                 f"(from step_size={self.step_size}): almost every proposal from the initial "
-                "particles is rejected. They may start where the energy or mobility is "
-                "singular, e.g. exactly on a kink of a piecewise mobility (init_to_feasible "
-                "puts improper latents at 0): start them elsewhere with `init_strategy` "
-                "(e.g. init_to_uniform(radius=0.1)).",
+                "particles is rejected. Check that the mobility is finite and positive "
+                "definite there (a PhaseMobility included), and that the particles do not "
+                "start exactly on a kink of a piecewise mobility (init_to_feasible puts "
+                "improper latents at 0; init_to_uniform(radius=0.1) avoids it).",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -493,7 +557,7 @@ class RecallLearn:
         out = dict(joint_particles)
         num = joint.num_particles
         for name, value in joint_particles.items():
-            if name in observed and observed[name].shape == value.shape[1:]:
+            if name in observed and _broadcasts(observed[name].shape, value.shape[1:]):
                 out[name] = jnp.broadcast_to(observed[name], value.shape).astype(value.dtype)
             elif name in particles and particles[name].shape[1:] == value.shape[1:]:
                 out[name] = particles[name][jnp.arange(num) % data.num_particles]
@@ -621,6 +685,7 @@ class RecallLearn:
             state, losses = scan(state)
         if check_divergence:
             warn_if_diverging(np.asarray(losses), state.params, self.negative_phase)
+        self._warn_if_frozen(state)
         return RecallLearnRunResult(self.get_params(state), state, losses)
 
     def _scan(self, num_steps: int, state: RecallLearnState, args, kwargs):

@@ -377,6 +377,19 @@ def test_recall_argument_errors(ppca_model):
         hf.recall(jax.random.PRNGKey(0), model, params, v, mask[:, :10])
     with pytest.raises(ValueError, match="mobility"):
         hf.recall(jax.random.PRNGKey(0), model, params, v, mask, mobility="dense")
+    for bad in [{"num_chains": 0}, {"num_steps": 2.5}, {"step_size": 0.0}, {"temperature": -1.0}]:
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            hf.recall(jax.random.PRNGKey(0), model, params, v, mask, **bad)
+
+
+def test_recall_ignores_nan_under_the_mask(ppca_model):
+    model, params, v, mask, _ = ppca_model
+    key = jax.random.PRNGKey(0)
+    clean = hf.recall(key, model, params, v, mask, num_steps=100, num_chains=1)
+    nans = hf.recall(key, model, params, jnp.where(mask, jnp.nan, v), mask, num_steps=100,
+                     num_chains=1)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(nans.visible), np.asarray(clean.visible), rtol=1e-5)
+    assert float(nans.accept_prob.min()) > 0.2
 
 
 # ---------------------------------------------------------------- learning

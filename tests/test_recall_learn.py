@@ -390,6 +390,52 @@ def test_block_plate_errors(y):
         em.init(key, y)
 
 
+def test_block_plate_refuses_coupled_elements():
+    """y_d depends on x_{d-1}: per-element tests would sample the prior; refused at init."""
+
+    def coupled(y):
+        theta = numpyro.param("theta", 0.0)
+        with numpyro.plate("d", y.shape[0]):
+            x = numpyro.sample("x", dist.Normal(theta, 1.0))
+            numpyro.sample("y", dist.Normal(jnp.roll(x, 1), 1.0), obs=y)
+
+    em = RecallLearn(coupled, optax.sgd(0.1), block_plate="d")
+    with pytest.raises(ValueError, match="must be independent"):
+        em.init(jax.random.PRNGKey(0), jnp.arange(6.0))
+
+
+def test_bad_mobilities_are_reported_at_init(y):
+    from numpyro_langevin.em import PhaseMobility
+
+    key, opt = jax.random.PRNGKey(0), optax.sgd(0.1)
+    # a callable of the wrong shape, with the step-size search inside the compiled init
+    em = RecallLearn(toy_model, opt, block_plate="d", mobility=lambda z: jnp.ones(3))
+    with pytest.raises(ValueError, match=r"must return shape \(1,\)"):
+        em.init(key, y)
+    for bad, match in [
+        (lambda p, x: jnp.full(1, jnp.nan), "finite|> 0"),
+        (lambda p, x: -jnp.ones(1), "> 0"),
+        (lambda p, x: jnp.ones(2), "shape"),
+    ]:
+        em = RecallLearn(toy_model, opt, block_plate="d", mobility=PhaseMobility(bad))
+        with pytest.raises(ValueError, match=match):
+            em.init(key, y)
+    with pytest.raises(TypeError, match="PhaseMobility"):
+        PhaseMobility(3.0)
+
+
+def test_joint_started_outside_the_support_is_refused():
+    def positive_obs(y):
+        theta = numpyro.param("theta", 0.0)
+        with numpyro.plate("d", y.shape[0]):
+            x = numpyro.sample("x", dist.Normal(theta, 1.0))
+            numpyro.sample("y", dist.LogNormal(x, 1.0), obs=y)
+
+    em = RecallLearn(positive_obs, optax.sgd(0.1), negative_phase=True)
+    with pytest.raises(ValueError, match="'y' are not finite.*support"):
+        em.init(jax.random.PRNGKey(0), jnp.array([1.0, 2.0, -1.0]))
+
+
 # ---------------------------------------------------------------- errors
 def test_bad_arguments():
     opt = optax.sgd(0.1)
@@ -446,7 +492,7 @@ def test_model_errors(y):
         RecallLearn(no_latents, opt).init(key, 1.0)
     with pytest.raises(ValueError, match="'z'.*discrete"):
         RecallLearn(discrete, opt).init(key, 1.0)
-    with pytest.raises(ValueError, match="'y' of the joint model is a discrete"):
+    with pytest.raises(ValueError, match="'y' is observed in the model but discrete"):
         RecallLearn(discrete_visible, opt, negative_phase=True).init(key, 1.0)
     with pytest.raises(ValueError, match="'m'.*subsampled"):
         RecallLearn(global_latent, opt).init(key, y)

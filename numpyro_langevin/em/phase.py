@@ -73,7 +73,7 @@ class Phase(NamedTuple):
     mobility: object
 
 
-class PhaseMobility(NamedTuple):
+class PhaseMobility:
     r"""A constant mobility recomputed at the start of every recall phase.
 
     ``fn(params, positions)`` gets the constrained parameters (``{name: value}`` of the
@@ -87,7 +87,16 @@ class PhaseMobility(NamedTuple):
     Hessian of :math:`E` averaged over the particles, at the current parameters.
     """
 
-    fn: Callable
+    def __init__(self, fn: Callable) -> None:
+        if not callable(fn):
+            raise TypeError(
+                "PhaseMobility takes a function fn(params, positions) returning a constant "
+                f"mobility; got {fn!r}."
+            )
+        self.fn = fn
+
+    def __repr__(self) -> str:
+        return f"PhaseMobility({self.fn!r})"
 
 
 class RecallOptions(NamedTuple):
@@ -212,10 +221,36 @@ def mobility_fn(spec, unravel: Callable, dim: int, params=None, flat=None) -> mo
     return mob.constant(checks.constant_mobility(spec, dim))
 
 
-def check_mobility(phase: Phase, particles: dict) -> None:
-    """Check a user mobility at the first particle (shape, and values where concrete)."""
+def _check_phase_mobility(phase: Phase, particles: dict, params: dict, args, kwargs) -> None:
+    """Evaluate a :class:`PhaseMobility` at the initial particles, outside ``jit``, so that a
+    wrong shape, a callable that fails, or values that are not positive (definite) are reported
+    at ``init``."""
+    plates = {n: jnp.arange(b) for n, (_, b) in phase.sites.plates.items()}
+    flat, *_ = _flat(phase, particles, plates, params, args, kwargs, with_mobility=False)
+    try:
+        matrix = phase.mobility.fn(params, flat)
+    except Exception as err:
+        raise TypeError(
+            "Calling the PhaseMobility function failed. It is called as fn(params, positions) "
+            "with the constrained parameters {name: value} and the particles' flat positions, "
+            f"shape {tuple(flat.shape)}: {type(err).__name__}: {err}"
+        ) from err
+    k = flat.shape[-1]
+    try:
+        checks.constant_mobility(np.asarray(matrix), k)
+    except ValueError as err:
+        raise ValueError(f"The PhaseMobility at the initial particles: {err}") from None
+
+
+def check_mobility(phase: Phase, particles: dict, params=None, args=(), kwargs=None) -> None:
+    """Check a user mobility at the first particle (shape, and values where concrete); a
+    :class:`PhaseMobility` is evaluated at all particles with ``params``."""
     spec = phase.mobility
-    if spec is None or not phase.sites.latent_names or isinstance(spec, PhaseMobility):
+    if spec is None or not phase.sites.latent_names:
+        return
+    if isinstance(spec, PhaseMobility):
+        if params is not None:
+            _check_phase_mobility(phase, particles, params, args, kwargs or {})
         return
     first = jax.tree.map(lambda x: x[0], particles)
     plates = {n: jnp.arange(b) for n, (_, b) in phase.sites.plates.items()}
@@ -235,9 +270,11 @@ def check_mobility(phase: Phase, particles: dict) -> None:
         checks.constant_mobility(spec, flat.shape[0])
 
 
-def _flat(phase: Phase, particles: dict, plates: dict, params: dict, args, kwargs):
+def _flat(
+    phase: Phase, particles: dict, plates: dict, params: dict, args, kwargs, with_mobility=True
+):
     """Flat mini-batch positions ``(P, d)`` (``(P, B, k)`` with a block plate), the unravel
-    function, potential and mobility."""
+    function, potential and mobility (``None`` unless ``with_mobility``)."""
     batch = _batch(phase, particles, plates)
     one = jax.tree.map(lambda x: x[0], batch)
     scale = phase.sites.scale
@@ -248,6 +285,8 @@ def _flat(phase: Phase, particles: dict, plates: dict, params: dict, args, kwarg
         def potential(x):
             return block_energy(phase, plates, unravel(x), params, args, kwargs) / scale
 
+        if not with_mobility:
+            return flat, unravel, potential, None
         k = flat.shape[-1]
         return flat, unravel, potential, mobility_fn(phase.mobility, unravel_row, k, params, flat)
     _, unravel = ravel_pytree(one)
@@ -256,8 +295,49 @@ def _flat(phase: Phase, particles: dict, plates: dict, params: dict, args, kwarg
     def potential(x):
         return energy(phase, plates, unravel(x), params, args, kwargs) / scale
 
+    if not with_mobility:
+        return flat, unravel, potential, None
     dim = flat.shape[1]
     return flat, unravel, potential, mobility_fn(phase.mobility, unravel, dim, params, flat)
+
+
+def check_blocks(phase: Phase, particles: dict, params: dict, args, kwargs, num_probes=4):
+    """Check that each block-plate element's energy depends on that element's latents only.
+
+    ``num_probes`` forward-mode products at the first particle, each with a random tangent on a
+    random half of the elements: the energies of the other half must not move. A coupling
+    between two elements (e.g. one element's likelihood depending on another's latent) escapes
+    one probe with probability 1/2.
+    """
+    if phase.sites.block_plate is None or not phase.sites.latent_names:
+        return
+    plates = {n: jnp.arange(b) for n, (_, b) in phase.sites.plates.items()}
+    flat, _, potential, _ = _flat(phase, particles, plates, params, args, kwargs, False)
+    x = flat[0]
+    if x.shape[0] < 2 or x.shape[1] == 0:
+        return
+
+    @jax.jit
+    def probe(key):
+        k1, k2 = random.split(key)
+        half = random.bernoulli(k1, 0.5, (x.shape[0],))
+        tangent = jnp.where(half[:, None], random.normal(k2, x.shape, x.dtype), 0.0)
+        e, de = jax.jvp(potential, (x,), (tangent,))
+        leak = jnp.max(jnp.where(half, 0.0, jnp.abs(de)))
+        return leak, jnp.max(jnp.abs(de)), jnp.argmax(jnp.where(half, 0.0, jnp.abs(de)))
+
+    for key in random.split(random.PRNGKey(0), num_probes):
+        leak, size, where = (np.asarray(v) for v in probe(key))
+        if leak > 1e-4 * max(float(size), 1.0):
+            plate = phase.sites.block_plate
+            raise ValueError(
+                f"With block_plate={plate!r} every element of the plate must be independent "
+                "given the parameters, but the energy term of element "
+                f"{int(where)} changes when other elements' latents move (by {float(leak):.3g}). "
+                "Each element would be accepted or rejected on its own energy term and sample "
+                "the wrong distribution. Leave block_plate=None for coupled elements, or "
+                f"name the plate over independent data points."
+            )
 
 
 def recall(

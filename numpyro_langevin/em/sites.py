@@ -148,6 +148,14 @@ def inspect_model(
                     "global parameters only. Move it out of the plate or do not subsample."
                 )
         elif site["type"] == "sample" and not site["is_observed"]:
+            if _discrete(site["fn"]) and role == "joint model":
+                raise ValueError(
+                    f"Site '{name}' is observed in the model but discrete: the negative phase "
+                    "samples the joint with the observed sites unconditioned "
+                    "(numpyro.handlers.uncondition), and Langevin recall moves continuous "
+                    "variables only. Use negative_phase=False (fine for a normalised model), or "
+                    "a continuous observation model."
+                )
             if _discrete(site["fn"]):
                 raise ValueError(
                     f"Site '{name}' of the {role} is a discrete latent variable; Langevin recall "

@@ -429,11 +429,14 @@ class Hopfield:
         the normalisability bound is too slow for persistent chains to follow the parameters.
         """
         n_v, n_h = self.num_visible, self.num_hidden
+        positions = jnp.asarray(positions)
         if positions.shape[-1] != self.dim:
             raise ValueError(
                 f"curvature_mobility takes one configuration (h, v) per row, {self.dim} "
-                f"values; got rows of {positions.shape[-1]}. Use it with "
-                "RecallLearn(block_plate='data')."
+                f"values; got rows of {positions.shape[-1]}. It is the mobility of the joint "
+                "(negative) phase: pass it as RecallLearn(..., block_plate='data', "
+                "joint_mobility=PhaseMobility(model.curvature_mobility)), and "
+                "mobility=model.recall_mobility for the data phase."
             )
         x = positions.reshape(-1, self.dim)
         h, v = x[:, :n_h], x[:, n_h:]

@@ -23,19 +23,27 @@ chain's marginal on :math:`(v_m, h)` is exactly the target.
 from __future__ import annotations
 
 from functools import partial
+from numbers import Integral
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax, random
 
-from numpyro_langevin import core
+from numpyro_langevin import checks, core
 from numpyro_langevin.hopfield.energy import Hopfield, Params
 from numpyro_langevin.mobility import Mobility, MobilityFn, constant, position_dependent
 
 Array = jax.Array
 
 __all__ = ["RecallResult", "recall"]
+
+
+def _integer(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
 
 TARGET_ACCEPT = 0.574
 ADAPTATION_RATE = 0.1
@@ -64,6 +72,9 @@ class RecallResult(NamedTuple):
 
 def _masked_problem(hopfield: Hopfield, params: Params, v_obs: Array, missing: Array):
     """Potential and mobility on :math:`x = (v, h)` with the observed units decoupled."""
+
+    # values under the mask are ignored: NaN there must not reach a gradient through `where`
+    v_obs = jnp.where(missing, 0.0, v_obs)
 
     def visible_of(x):
         return jnp.where(missing, x[: hopfield.num_visible], v_obs)
@@ -255,7 +266,14 @@ def recall(
             f"`v` and `mask` must both have shape (..., {hopfield.num_visible}); got {v.shape} "
             f"and {mask.shape}."
         )
-    num_steps = int(num_steps)
+    num_steps = _integer("num_steps", num_steps, 1)
+    num_chains = _integer("num_chains", num_chains, 1)
+    if num_burnin is not None:
+        num_burnin = _integer("num_burnin", num_burnin, 0)
+    checks.positive_scalar("step_size", step_size, "It is the initial Langevin step h.")
+    checks.positive_scalar("final_temperature", final_temperature, "Annealing ends at this T > 0.")
+    if temperature is not None:
+        checks.positive_scalar("temperature", temperature, "The chains sample exp(-E/T).")
     if num_burnin is None:
         num_burnin = num_steps // 2 if method == "sample" else num_steps // 4
     if not 0 <= num_burnin < num_steps:
