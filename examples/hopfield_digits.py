@@ -23,8 +23,8 @@ Outputs (under ``examples/output/``): ``hopfield_digits.json`` with the MSEs, sh
 "mean_fill": {...}}``, ``hopfield_digits_recall.png`` (original / masked / recalled digits) and
 ``hopfield_digits_U.png`` (columns of the learned coupling U).
 
-Run ``python examples/hopfield_digits.py`` (about 3 minutes on 2 CPU cores) or with ``--quick``
-(a smoke test of about half a minute).
+Run ``python examples/hopfield_digits.py`` (about 3.5 minutes on 2 CPU cores) or with
+``--quick`` (a smoke test of about 45 seconds).
 """
 
 from __future__ import annotations

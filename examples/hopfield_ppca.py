@@ -20,7 +20,7 @@ Langevin steps per update; Adam at 0.03, divided by 3 at 60% and again at 85% of
 Outputs: the exact log-likelihood per digit of the learned and of the optimal parameters, and
 ``examples/output/hopfield_ppca.png`` (log-likelihood and T along the run).
 
-Run ``python examples/hopfield_ppca.py`` (about 3 minutes on 2 CPU cores) or with ``--quick``.
+Run ``python examples/hopfield_ppca.py`` (about 2 minutes on 2 CPU cores) or with ``--quick``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,13 @@ def main(argv=None):
     print(f"PPCA-{q} closed form: {optimum:.4f} nats per digit, sigma^2 = {ppca.sigma2:.5f}")
 
     model = hf.Hopfield(
-        64, q, hf.identity(), hf.identity(), temperature=0.1, learn_temperature=True
+        64,
+        q,
+        hf.identity(),
+        hf.identity(),
+        temperature=0.1,
+        learn_temperature=True,
+        init_scale=0.05,
     )
     n = args.updates
     schedule = optax.piecewise_constant_schedule(
