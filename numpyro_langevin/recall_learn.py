@@ -83,7 +83,6 @@ chain for the current target.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from numbers import Integral
@@ -97,6 +96,7 @@ from numpyro.handlers import uncondition
 from numpyro.infer.initialization import init_to_uniform
 
 from numpyro_langevin import checks
+from numpyro_langevin.em import health
 from numpyro_langevin.em import phase as ph
 from numpyro_langevin.em import sites as st
 from numpyro_langevin.em.compile import compiled
@@ -179,18 +179,13 @@ def _broadcasts(shape: tuple, target: tuple) -> bool:
         return False
 
 
-def _check_finite(phase: ph.Phase, particles: dict) -> None:
-    """Refuse initial particles that are not finite (e.g. the joint started at observed values
-    outside a site's support)."""
-    for name, value in particles.items():
-        if not np.all(np.isfinite(np.asarray(value))):
-            raise ValueError(
-                f"The initial particles of site '{name}' are not finite. For an observed site "
-                "of the joint (started at the data, joint_init='data') this means an observed "
-                "value outside the site's support (its unconstrained value is NaN or infinite):"
-                " check the data, or pass joint_init='init_strategy'. Otherwise check "
-                "`init_strategy` and `init_params`."
-            )
+def _arguments(args, kwargs):
+    """What the model inspection depends on in its arguments: tree structure, array shapes and
+    dtypes, and the other (static) leaves."""
+    leaves, treedef = jax.tree.flatten((args, kwargs))
+    return treedef, tuple(
+        (tuple(x.shape), str(x.dtype)) if hasattr(x, "shape") else x for x in leaves
+    )
 
 
 def _signature(phase: ph.Phase | None):
@@ -358,6 +353,7 @@ class RecallLearn:
             num_steps=self.joint_recall_steps
         )
         self._phases: tuple[ph.Phase, ph.Phase | None] | None = None
+        self._arguments = None
         self._signature = None
         self._jit_cache: dict = {}
 
@@ -406,6 +402,7 @@ class RecallLearn:
             self._jit_cache.clear()
             self._signature = signature
         self._phases = (data, joint)
+        self._arguments = _arguments(args, kwargs)
 
     def _constrain(self, params: dict) -> dict:
         transforms = self._phases[0].sites.param_transforms
@@ -444,11 +441,11 @@ class RecallLearn:
         for phase, particles in phases:
             ph.check_mobility(phase, particles, constrained, args, kwargs)
             ph.check_blocks(phase, particles, constrained, args, kwargs)
-            _check_finite(phase, particles)
+            health.check_finite(phase, particles)
         if self.adapt_step_size:
-            self._warn_if_stuck("data", state.log_step_size)
+            health.warn_if_stuck("data", state.log_step_size, self.step_size)
             if joint is not None:
-                self._warn_if_stuck("joint", state.joint_log_step_size)
+                health.warn_if_stuck("joint", state.joint_log_step_size, self.step_size)
         return state
 
     def _diagnose_init(self, rng_key, values, args, kwargs) -> None:
@@ -465,38 +462,6 @@ class RecallLearn:
             )
             particles = init(rng_key)
             ph.check_mobility(phase, particles, constrained, args, kwargs)
-
-    def _warn_if_frozen(self, state: RecallLearnState) -> None:
-        """Warn when a recall phase stopped moving (no proposal accepted in the last update)."""
-        data, joint = self._phases
-        pairs = [("data", data, state.accept_prob)]
-        if joint is not None:
-            pairs.append(("joint", joint, state.joint_accept_prob))
-        for name, phase, accept in pairs:
-            if phase.sites.latent_names and float(accept) == 0.0:
-                warnings.warn(
-                    f"No proposal of the {name} phase was accepted in the last update: its "
-                    "particles are frozen while the parameters move. Look for a mobility that "
-                    "became NaN or not positive definite (a PhaseMobility is evaluated anew "
-                    "at every update), or an energy that is not finite where the particles are.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-
-    def _warn_if_stuck(self, phase: str, log_step_size) -> None:
-        """Warn when the initial step-size search collapsed (every proposal rejected)."""
-        h = float(np.exp(np.asarray(log_step_size)))
-        if h < 1e-8 * self.step_size:
-            warnings.warn(
-                f"The initial step-size search of the {phase} phase ended at h = {h:.3g} "
-                f"(from step_size={self.step_size}): almost every proposal from the initial "
-                "particles is rejected. Check that the mobility is finite and positive "
-                "definite there (a PhaseMobility included), and that the particles do not "
-                "start exactly on a kink of a piecewise mobility (init_to_feasible puts "
-                "improper latents at 0; init_to_uniform(radius=0.1) avoids it).",
-                RuntimeWarning,
-                stacklevel=3,
-            )
 
     def _init_state(self, rng_key, values, args, kwargs) -> RecallLearnState:
         _, key_data, key_joint, key_run = random.split(rng_key, 4)
@@ -632,7 +597,23 @@ class RecallLearn:
         also be called inside ``jax.lax.scan``."""
         if self._phases is None:
             raise RuntimeError("Call `init` before `update`: the state comes from `init`.")
+        self._setup_for(args, kwargs)
+        self._check_state(state)
         return self._compiled("update", self._update, args, kwargs)(state)
+
+    def _setup_for(self, args, kwargs, rng_key=None) -> None:
+        """Inspect the model again when the arguments' shapes changed since the last setup
+        (e.g. resuming a state with other data); the key only seeds the inspection trace."""
+        if self._phases is not None and _arguments(args, kwargs) == self._arguments:
+            return
+        key = random.PRNGKey(0) if rng_key is None else rng_key
+        self._setup(random.split(key)[0], args, kwargs)
+
+    def _check_state(self, state: RecallLearnState) -> None:
+        data, joint = self._phases
+        health.check_particle_shapes(data, state.particles, "data-phase")
+        if joint is not None:
+            health.check_particle_shapes(joint, state.joint_particles, "joint")
 
     def get_params(self, state: RecallLearnState) -> dict:
         """The constrained parameters held by ``state``."""
@@ -666,8 +647,8 @@ class RecallLearn:
             state = self.init(rng_key, *args, init_params=init_params, **kwargs)
         else:
             state = init_state
-            if self._phases is None:
-                self._setup(random.split(rng_key)[0], args, kwargs)
+            self._setup_for(args, kwargs, rng_key)
+            self._check_state(state)
         if progress_bar:
             import tqdm
 
@@ -685,7 +666,11 @@ class RecallLearn:
             state, losses = scan(state)
         if check_divergence:
             warn_if_diverging(np.asarray(losses), state.params, self.negative_phase)
-        self._warn_if_frozen(state)
+        data, joint = self._phases
+        if data.sites.latent_names:
+            health.warn_if_frozen("data", state.accept_prob)
+        if joint is not None and joint.sites.latent_names:
+            health.warn_if_frozen("joint", state.joint_accept_prob)
         return RecallLearnRunResult(self.get_params(state), state, losses)
 
     def _scan(self, num_steps: int, state: RecallLearnState, args, kwargs):

@@ -500,3 +500,13 @@ def test_model_errors(y):
         RecallLearn(toy_model, opt).init(key, y, init_params={"nope": 1.0})
     with pytest.raises(RuntimeError, match="init"):
         RecallLearn(toy_model, opt).update(None, y)
+
+
+def test_resuming_with_other_data_sizes_is_refused(y):
+    em = RecallLearn(toy_model, optax.sgd(0.01), num_particles=2, recall_steps=2)
+    state = em.init(jax.random.PRNGKey(0), y)
+    with pytest.raises(ValueError, match="made for other data"):
+        em.run(jax.random.PRNGKey(1), 2, y[:50], init_state=state, progress_bar=False)
+    other = RecallLearn(toy_model, optax.sgd(0.01), num_particles=3)
+    with pytest.raises(ValueError, match="particle numbers"):
+        other.run(jax.random.PRNGKey(1), 2, y, init_state=state, progress_bar=False)

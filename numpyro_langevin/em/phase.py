@@ -64,7 +64,8 @@ class Phase(NamedTuple):
     num_particles
         :math:`P`.
     mobility
-        ``None`` (identity), a constant array or a callable (see :class:`RecallLearn`).
+        ``None`` (identity), a constant array, a callable or a :class:`PhaseMobility` (see
+        :class:`~numpyro_langevin.RecallLearn`).
     """
 
     model: Callable
