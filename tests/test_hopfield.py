@@ -484,3 +484,5 @@ def test_recall_mobility_matches_site_mobility(hidden):
     )
     np.testing.assert_allclose(np.asarray(m.divergence), np.asarray(expected.divergence))
     np.testing.assert_allclose(float(m.log_det), float(expected.log_det), rtol=1e-6)
+    with pytest.raises(ValueError, match="3 units"):
+        model.recall_mobility({"h": jnp.ones(2), "v": jnp.ones(4)})

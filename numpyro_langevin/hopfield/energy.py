@@ -389,8 +389,14 @@ class Hopfield:
                 "`mobility` with `potential_fn` for a dense one."
             )
         fns = {"v": self.visible.mobility, "h": self.hidden.mobility}
+        sizes = {"v": self.num_visible, "h": self.num_hidden}
         per_site = {}
         for name, value in sites.items():
+            if name in fns and (jnp.ndim(value) == 0 or jnp.shape(value)[-1] != sizes[name]):
+                raise ValueError(
+                    f"Site {name!r} must have a last axis of {sizes[name]} units, got shape "
+                    f"{jnp.shape(value)}."
+                )
             if name in fns:
                 per_site[name] = jax.vmap(fns[name])(value.reshape(-1, value.shape[-1]))
             elif jnp.size(value) == 0:
