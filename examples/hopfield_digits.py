@@ -45,7 +45,7 @@ from sklearn.neural_network import BernoulliRBM
 
 from numpyro_langevin import RecallLearn
 from numpyro_langevin import hopfield as hf
-from numpyro_langevin.em.phase import PhaseMobility
+from numpyro_langevin.em import PhaseMobility
 from numpyro_langevin.hopfield import closed_form as cf
 
 OUTPUT = pathlib.Path(__file__).resolve().parent / "output"
@@ -190,22 +190,24 @@ def save_figures(x_test, masks, fills, u):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = []
+    rows = [("original", x_test)]
     for name, mask in masks.items():
         rows += [
-            ("original", x_test),
             (f"masked ({name})", np.where(mask, np.nan, x_test)),
             (f"recalled ({name})", fills[name]),
         ]
+    cmap = plt.get_cmap("gray_r").copy()
+    cmap.set_bad("tab:red")  # masked pixels
     n = 10
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0))
     for r, (title, images) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
-            ax.imshow(images[c].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(images[c].reshape(8, 8), cmap=cmap, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(title, rotation=0, ha="right", fontsize=7)
+    fig.suptitle("masked pixels in red; recalled = posterior mean", fontsize=8)
     fig.tight_layout()
     recall_path = OUTPUT / "hopfield_digits_recall.png"
     fig.savefig(recall_path, dpi=120)
@@ -219,7 +221,7 @@ def save_figures(x_test, masks, fills, u):
         ax.imshow(u[:, j].reshape(8, 8), cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("learned coupling U: columns of largest norm")
+    fig.suptitle("learned coupling U: columns of largest norm (each on its own colour scale)")
     u_path = OUTPUT / "hopfield_digits_U.png"
     fig.savefig(u_path, dpi=120)
     plt.close(fig)

@@ -218,6 +218,11 @@ class RecallLearn:
         state, loss = em.update(state, data)
         params = em.get_params(state)
 
+    The loss is the particle average of the energy (minus the joint's with the negative phase),
+    not the free energy: with the negative phase it is a difference of two large, noisy terms
+    and swings by much more than its trend; watch the parameters (or a held-out score)
+    instead. See the module docstring.
+
     Parameters
     ----------
     model
@@ -268,7 +273,9 @@ class RecallLearn:
         without the plate axis}``) returning ``(k,)``/``(k, k)``, or an array of that size,
         applied to every element.
     temperature
-        :math:`T > 0`.
+        :math:`T > 0`. A model that already divides its energy by a temperature (such as
+        :meth:`numpyro_langevin.hopfield.Hopfield.model`, whose factor is :math:`-E/T`) is
+        sampled at the default 1.
     metropolis
         Metropolis-adjusted (MALA, default) or unadjusted (ULA) recall.
     adapt_step_size
@@ -593,7 +600,9 @@ class RecallLearn:
 
     def update(self, state: RecallLearnState, *args, **kwargs) -> tuple[RecallLearnState, Any]:
         """One iteration: recall (``recall_steps`` Langevin steps per particle), then one optax
-        step. Returns the new state and the loss (see the module docstring). Jit-compiled; can
+        step. Returns the new state and the loss (see the module docstring: an energy, or with
+        the negative phase an energy difference, whose trend rather than value tells
+        convergence). Jit-compiled; can
         also be called inside ``jax.lax.scan``."""
         if self._phases is None:
             raise RuntimeError("Call `init` before `update`: the state comes from `init`.")

@@ -88,6 +88,15 @@ __all__ = ["Hopfield"]
 class Hopfield:
     r"""A continuous Hopfield network with visible and hidden neurons.
 
+    The energy, with activations :math:`g = \nabla L_v`, :math:`f = \nabla L_h`, is
+
+    .. math::
+
+        E(v, h) = \big[(v - I)\cdot g(v) - L_v(v)\big] + \big[h\cdot f(h) - L_h(h)\big]
+        - g(v)^\top U f(h),
+
+    and the density :math:`\exp(-E/T)`.
+
     Parameters
     ----------
     num_visible, num_hidden
@@ -113,7 +122,10 @@ class Hopfield:
     -----
     Parameters are a dict ``{"V" or "U": (n_v, n_h), "I": (n_v,)}`` (plus ``"temperature"`` when
     it is learned); :meth:`coupling` gives :math:`U` and :meth:`resolve` a dict with ``"U"``.
-    Flat positions are :math:`x = (v, h)`, shape ``(n_v + n_h,)``.
+    Flat positions are :math:`x = (v, h)`, shape ``(n_v + n_h,)`` (:meth:`potential_fn`,
+    :meth:`mobility`, :meth:`mean_hessian`). The NumPyro side orders sites by name instead:
+    the rows that :class:`~numpyro_langevin.RecallLearn` passes to
+    :meth:`curvature_mobility` and :meth:`recall_mobility` are :math:`(h, v)`.
     """
 
     def __init__(
