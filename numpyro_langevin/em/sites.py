@@ -233,6 +233,16 @@ def _block_axes(tr, block_plate: str, role: str) -> dict:
     return axes
 
 
+def _full_trace(model, rng_key, args, kwargs, sites: ModelSites, init_strategy, params):
+    """A trace over the full data set (subsampled plates at full size), ``params`` substituted
+    and latents drawn by ``init_strategy``."""
+    m = substitute(model, data={**full_plates(sites.plates), **params})
+    with _full_plates_quiet():
+        return trace(substitute(seed(m, rng_key), substitute_fn=init_strategy)).get_trace(
+            *args, **kwargs
+        )
+
+
 def init_latents(
     model: Callable,
     rng_key: jax.Array,
@@ -247,11 +257,7 @@ def init_latents(
     ``params`` (constrained) are substituted so that latents whose distribution depends on them
     start where the init strategy puts them for those parameter values.
     """
-    m = substitute(model, data={**full_plates(sites.plates), **params})
-    with _full_plates_quiet():
-        tr = trace(substitute(seed(m, rng_key), substitute_fn=init_strategy)).get_trace(
-            *args, **kwargs
-        )
+    tr = _full_trace(model, rng_key, args, kwargs, sites, init_strategy, params)
     out = {}
     for name in sites.latent_names:
         site = tr[name]
@@ -270,11 +276,7 @@ def observed_values(
 ) -> dict:
     """Unconstrained values of the observed sample sites over the full data set (e.g. to start
     the joint's particles at the data); latents are drawn by ``init_strategy`` on the way."""
-    m = substitute(model, data={**full_plates(sites.plates), **params})
-    with _full_plates_quiet():
-        tr = trace(substitute(seed(m, rng_key), substitute_fn=init_strategy)).get_trace(
-            *args, **kwargs
-        )
+    tr = _full_trace(model, rng_key, args, kwargs, sites, init_strategy, params)
     return {
         name: biject_to(site["fn"].support).inv(site["value"])
         for name, site in tr.items()
